@@ -1,0 +1,33 @@
+"""Exceptions raised by optuna-seqclf. Each one carries a complete, one-line message for the user."""
+
+from __future__ import annotations
+
+
+class SeqClfError(Exception):
+    """Root of every error this library raises on purpose (bad input, bad state)."""
+
+
+class ConfigError(SeqClfError):
+    """A setting is invalid: grid values, epochs, seeds, names, paths."""
+
+
+class DataError(SeqClfError):
+    """A data split is missing or malformed. The message names the file and the line."""
+
+
+class ModelLoadError(SeqClfError):
+    """The model or tokenizer cannot be loaded, or they do not fit together."""
+
+
+class StudyError(SeqClfError):
+    """The study or its storage is missing, unreachable, corrupt or incompatible."""
+
+
+class OutputError(SeqClfError):
+    """An output folder cannot be written."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (library errors are often multi-line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,98 @@
+"""The Optuna objective: Trial -> HParams -> fine_tune -> dev macro-F1.
+
+The only module that touches ``optuna.Trial``. Dev accuracy, micro-F1 and loss go on the trial as user
+attributes; a run-time error is recorded on the trial (``error``) before it fails, so ``tune`` can report
+it and retry the point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from .config import HParams, SearchSpace, TrainSettings
+from .errors import first_line
+from .model import fine_tune
+from .tracking import Tracker, TrackingCallback
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from .data import Corpus, EncodedSplits
+
+ERROR_ATTR = "error"
+DUPLICATE_ATTR = "duplicate_of"
+
+
+def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> HParams:
+    return HParams(
+        int(trial.suggest_categorical("batch_size", list(space.batch_sizes))),
+        float(trial.suggest_categorical("learning_rate", list(space.learning_rates))),
+    )
+
+
+def _owner_of(trial: optuna.Trial, hp: HParams) -> int | None:
+    """The number of an earlier trial already running or done for ``hp`` (a race between workers)."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
+    for other in trial.study.get_trials(deepcopy=False, states=states):
+        if other.number < trial.number and other.params and HParams.from_params(other.params) == hp:
+            return other.number
+    return None
+
+
+@dataclass
+class Objective:
+    corpus: Corpus
+    encoded: EncodedSplits
+    tokenizer: PreTrainedTokenizerBase
+    settings: TrainSettings
+    space: SearchSpace
+    tracker: Tracker
+    study_name: str
+    on_epoch: Callable[[optuna.Trial, int, dict[str, float]], None] | None = None
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        hp = suggest_hparams(trial, self.space)
+        owner = _owner_of(trial, hp)
+        if owner is not None:
+            trial.set_user_attr(DUPLICATE_ATTR, owner)
+            raise optuna.TrialPruned(f"grid point already taken by trial {owner}")
+        run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp))
+
+        def after_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            for name in ("f1", "accuracy", "loss"):
+                run.track(name, metrics[name], step=epoch, subset="eval", epoch=epoch)
+            if self.on_epoch is not None:
+                self.on_epoch(trial, epoch, metrics)
+
+        try:
+            result = fine_tune(
+                self.settings.model, self.tokenizer, self.encoded.train, self.encoded.dev,
+                self.corpus.id2label, hp, self.settings, self.settings.seed,
+                on_epoch=after_epoch, callbacks=[TrackingCallback(run)],
+            )
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
+            raise
+        finally:
+            run.close()
+        metrics = result.dev.metrics
+        trial.set_user_attr("dev_accuracy", metrics["accuracy"])
+        trial.set_user_attr("dev_micro_f1", metrics["micro_f1"])
+        trial.set_user_attr("dev_loss", metrics["loss"])
+        trial.set_user_attr("train_runtime", result.train_metrics.get("train_runtime", 0.0))
+        trial.set_user_attr("train_loss", result.train_metrics.get("train_loss", float("nan")))
+        return metrics["f1"]
+
+    def _hparams(self, trial: optuna.Trial, hp: HParams) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "study": self.study_name, "trial": trial.number, "model": s.model, "batch_size": hp.batch_size,
+            "learning_rate": hp.learning_rate, "seed": s.seed, "epochs": s.epochs,
+            "max_steps": s.max_steps, "max_seq_length": s.max_seq_length,
+        }

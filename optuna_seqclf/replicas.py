@@ -1,0 +1,186 @@
+"""Train the final models: the study's best (batch size, learning rate), one replica per seed.
+
+Each replica is built in a hidden temporary folder and renamed into place only when every file is
+written, so a replica folder that exists is complete, and a rerun trains only the missing seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from . import model as model_lib
+from .config import DEFAULT_SEEDS, HParams, TrainSettings
+from .data import encode_corpus
+from .errors import OutputError, StudyError
+from .report import best_trial, summarize
+from .study import StudyRecord, load_study, open_storage
+from .tracking import Tracker, TrackingCallback, make_tracker
+from .tuning import Prepared, Progress, _silent, prepare
+
+COMPLETE_MARKER = "all_results.json"
+SUMMARY_FILE = "replicas_summary.json"
+
+
+@dataclass(frozen=True)
+class ReplicaResult:
+    seed: int
+    path: str
+    dev_f1: float
+    dev_accuracy: float
+    test_f1: float
+    test_accuracy: float
+    reused: bool = False
+
+
+@dataclass(frozen=True)
+class ReplicasResult:
+    study_name: str
+    params: HParams
+    best_dev_f1: float
+    output_dir: Path
+    replicas: list[ReplicaResult]
+    summary: dict[str, dict[str, float]]
+
+
+def replica_dir_name(config_name: str, task_name: str, hp: HParams, epochs_label: str, seed: int) -> str:
+    """``<config>-model_<task>_<bs>_<lr>_<epochs>_<seed>``, the reference's naming."""
+    return f"{config_name}-model_{task_name}_{hp.batch_size}_{hp.learning_rate!r}_{epochs_label}_{seed}"
+
+
+def check_writable(output_dir: Path) -> None:
+    """Create ``output_dir`` if needed and prove we can write into it (before any training)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputError(f"{output_dir}: output folder cannot be written ({exc.strerror})") from None
+
+
+def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: Sequence[int] = DEFAULT_SEEDS,
+                   *, overrides: dict[str, Any] | None = None, log_dir: Path | None = Path("logs"),
+                   progress: Progress = _silent, prepared: Prepared | None = None) -> ReplicasResult:
+    """Train one replica per seed with ``study.best_params``; reuse replicas already complete.
+
+    ``overrides`` replaces recorded training settings (``model``, ``tokenizer``, ``threads``, ``device``,
+    ``eval_batch_size``); the data folder can be overridden with ``data_dir``.
+    """
+    storage = open_storage(storage_url)
+    study = load_study(study_name, storage, storage_url)
+    record = StudyRecord.from_study(study)
+    best = best_trial(study)
+    if best is None:
+        raise StudyError(f"study {study_name!r} has no COMPLETE trial yet; run `optuna-seqclf tune` to finish it")
+    hp = HParams.from_params(best.params)
+    overrides = dict(overrides or {})
+    data = record.data_spec()
+    if overrides.get("data_dir"):
+        data = replace(data, data_dir=Path(overrides.pop("data_dir")))
+    overrides.pop("data_dir", None)
+    settings = replace(record.settings(), **{k: v for k, v in overrides.items() if v is not None})
+    check_writable(output_dir)
+    prepared = prepared or prepare(data, settings)
+    model_lib.configure_torch(settings)
+    progress(f"Best configuration of {study_name!r}: batch size {hp.batch_size}, learning rate {hp.learning_rate!r} "
+             f"(dev F1 {best.value:.4f}, trial {best.number}); training {len(seeds)} replicas in {output_dir}")
+    tracker = make_tracker(log_dir, study_name)
+    encoded = None
+    results = []
+    for seed in seeds:
+        final = output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label, seed)
+        if (final / COMPLETE_MARKER).exists():
+            results.append(_read_replica(final, seed))
+            progress(f"seed {seed}: {final.name} exists, reused")
+            continue
+        if encoded is None:
+            encoded = encode_corpus(prepared.corpus, prepared.tokenizer, settings.max_seq_length)
+        result = _train_one(prepared, encoded, settings, hp, seed, final, record.task_name, tracker, study_name)
+        results.append(result)
+        progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
+    summary = summarize(results)
+    payload = {
+        "study_name": study_name, "storage": storage_url, "best_trial": best.number, "best_dev_f1": best.value,
+        "params": asdict(hp), "seeds": list(seeds), "replicas": [asdict(r) for r in results], **summary,
+    }
+    _write_json_atomic(output_dir / SUMMARY_FILE, payload)
+    return ReplicasResult(study_name, hp, float(best.value), output_dir, results, summary)
+
+
+def _train_one(prepared: Prepared, encoded: Any, settings: TrainSettings, hp: HParams, seed: int, final: Path,
+               task_name: str, tracker: Tracker, study_name: str) -> ReplicaResult:
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    run = tracker.start(f"{study_name}/replica-seed{seed}", {
+        "study": study_name, "model": settings.model, "batch_size": hp.batch_size,
+        "learning_rate": hp.learning_rate, "seed": seed, "epochs": settings.epochs, "replica": True,
+    })
+    try:
+        tuned = model_lib.fine_tune(
+            settings.model, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label, hp, settings,
+            seed, output_dir=str(tmp), callbacks=[TrackingCallback(run)],
+        )
+        test = model_lib.evaluate(tuned.model, encoded.test, prepared.tokenizer, settings.eval_batch_size)
+        for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
+            for name in ("f1", "accuracy", "loss"):
+                run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)),
+                          subset=split if split == "test" else "eval")
+        _write_replica(tmp, tuned, test, prepared, len(encoded.dev), len(encoded.test), task_name)
+        os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OutputError(f"{final}: replica could not be written ({exc.strerror or exc}); "
+                          "nothing was kept for this seed") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        run.close()
+    return ReplicaResult(seed, str(final), tuned.dev.metrics["f1"], tuned.dev.metrics["accuracy"],
+                         test.metrics["f1"], test.metrics["accuracy"])
+
+
+def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float) -> dict[str, float]:
+    out = {f"{prefix}_{k}": v for k, v in metrics.items()}
+    out[f"{prefix}_samples"] = samples
+    out["epoch"] = epoch
+    return out
+
+
+def _write_replica(tmp: Path, tuned: model_lib.FineTuneResult, test: model_lib.EvalResult, prepared: Prepared,
+                   n_dev: int, n_test: int, task_name: str) -> None:
+    trainer = tuned.trainer
+    trainer.save_model(str(tmp))  # weights (safetensors), config.json with id2label, tokenizer
+    trainer.save_state()  # trainer_state.json; no optimizer state, no checkpoints
+    epoch = float(tuned.train_metrics.get("epoch", 0.0))
+    trainer.save_metrics("train", {**tuned.train_metrics, "train_samples": len(prepared.corpus.train)})
+    trainer.save_metrics("eval", _prefixed("eval", tuned.dev.metrics, n_dev, epoch))
+    trainer.save_metrics("test", _prefixed("test", test.metrics, n_test, epoch))
+    names = [prepared.corpus.label_names[i] for i in test.predictions]
+    (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    (tmp / f"predict_results_{task_name}.txt").write_text(
+        "index\tprediction\n" + "".join(f"{i}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
+    if not (tmp / COMPLETE_MARKER).exists():
+        raise OSError(f"{COMPLETE_MARKER} missing after save")
+
+
+def _read_replica(path: Path, seed: int) -> ReplicaResult:
+    results = json.loads((path / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    return ReplicaResult(seed, str(path), results["eval_f1"], results["eval_accuracy"], results["test_f1"],
+                         results["test_accuracy"], reused=True)
+
+
+def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot be written ({exc.strerror})") from None

@@ -1,0 +1,325 @@
+"""Storage, study creation and resume, and the tuning loop.
+
+How "every grid point trained exactly once" is kept:
+
+* Optuna's GridSampler gives trial number ``n`` grid point ``n`` for the first ``len(grid)`` trials, and
+  the storage hands out trial numbers atomically, so a first pass, however many workers share it,
+  covers every point once.
+* A point whose trial failed, was interrupted, or was left RUNNING by a dead worker is retried by
+  enqueuing exactly that point (GridSampler alone never retries: it counts FAIL as visited). A point
+  that failed with an error ``max_retries + 1`` times is given up and reported.
+* Before a worker trains a retried point it checks no other trial took it meanwhile (see objective).
+* Trials left RUNNING by a dead process are failed at start-up when no other process uses the local
+  SQLite file (an exclusive ``flock``), and otherwise by Optuna's heartbeats after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
+from .errors import ConfigError, StudyError, first_line
+from .objective import DUPLICATE_ATTR, ERROR_ATTR
+
+RECORD_ATTR = "seqclf"
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120
+_log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """What a study was built from; stored on the study so ``train`` and resumes can rely on it."""
+
+    data_dir: str
+    text_column: str
+    label_column: str
+    text_pair_column: str | None
+    model: str
+    tokenizer: str | None
+    epochs: float
+    max_steps: int | None
+    max_seq_length: int
+    seed: int
+    batch_sizes: tuple[int, ...]
+    learning_rates: tuple[float, ...]
+    config_name: str
+    task_name: str
+    data_fingerprint: str
+    metric: str = "dev_macro_f1"
+
+    # Fields that make trials comparable: a resume must agree on all of them.
+    IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
+                "max_steps", "max_seq_length", "seed", "metric", "text_column", "label_column",
+                "text_pair_column")
+
+    @classmethod
+    def build(cls, spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace,
+              fingerprint: str) -> StudyRecord:
+        return cls(
+            data_dir=str(data.data_dir.resolve()), text_column=data.text_column,
+            label_column=data.label_column, text_pair_column=data.text_pair_column,
+            model=settings.model, tokenizer=settings.tokenizer, epochs=settings.epochs,
+            max_steps=settings.max_steps, max_seq_length=settings.max_seq_length, seed=settings.seed,
+            batch_sizes=space.batch_sizes, learning_rates=space.learning_rates,
+            config_name=spec.config_name, task_name=spec.task_name, data_fingerprint=fingerprint,
+        )
+
+    @classmethod
+    def from_study(cls, study: optuna.Study) -> StudyRecord:
+        raw = study.user_attrs.get(RECORD_ATTR)
+        if not isinstance(raw, dict):
+            raise StudyError(f"study {study.study_name!r} was not created by optuna-seqclf (no {RECORD_ATTR!r} record)")
+        raw = dict(raw)
+        raw["batch_sizes"] = tuple(raw["batch_sizes"])
+        raw["learning_rates"] = tuple(raw["learning_rates"])
+        return cls(**raw)
+
+    def to_json(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+    def differences(self, other: StudyRecord) -> list[str]:
+        return [
+            f"{name}: study has {getattr(self, name)!r}, now {getattr(other, name)!r}"
+            for name in self.IDENTITY
+            if getattr(self, name) != getattr(other, name)
+        ]
+
+    def data_spec(self) -> DataSpec:
+        return DataSpec(Path(self.data_dir), self.text_column, self.label_column, self.text_pair_column)
+
+    def settings(self) -> TrainSettings:
+        return TrainSettings(model=self.model, tokenizer=self.tokenizer, epochs=self.epochs,
+                             max_steps=self.max_steps, max_seq_length=self.max_seq_length, seed=self.seed)
+
+    def space(self) -> SearchSpace:
+        return SearchSpace(self.batch_sizes, self.learning_rates)
+
+
+# --- storage -----------------------------------------------------------------------------------
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:///`` URL, or None for other storages and in-memory SQLite."""
+    if not url.startswith("sqlite:"):
+        return None
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        raise ConfigError(f"--storage {url!r}: a SQLite URL looks like sqlite:///studies/NAME.db")
+    return Path(url[len("sqlite:///"):])
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if path.is_dir():
+        raise StudyError(f"{path}: is a folder, not a SQLite study file")
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise StudyError(f"{path}: is not a SQLite database; pass another --storage or --study-name")
+    if not path.parent.is_dir():
+        raise StudyError(f"{path.parent}: folder for the SQLite study does not exist")
+
+
+def open_storage(url: str, *, create_dirs: bool = False) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats; raises StudyError (one line) when it cannot be used."""
+    scheme = url.split(":", 1)[0] if ":" in url else ""
+    if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres", "mysql"):
+        raise ConfigError(
+            f"--storage {url!r}: not a database URL; use sqlite:///studies/NAME.db or "
+            "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+        )
+    if scheme == "postgres" or url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3, our postgres extra
+    path = sqlite_path(url)
+    engine_kwargs: dict[str, Any]
+    if path is not None:
+        if create_dirs and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(path)
+        # Several local workers write to one file: wait for the lock instead of failing.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(
+            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+            grace_period=GRACE_PERIOD_S,
+        )
+    except ModuleNotFoundError as exc:
+        raise StudyError(f"--storage {_redact(url)}: driver {exc.name!r} is not installed "
+                         "(pip install 'optuna-seqclf[postgres]')") from None
+    except Exception as exc:
+        raise StudyError(f"--storage {_redact(url)}: cannot open the storage ({first_line(exc)})") from None
+
+
+def _redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+
+def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+        hint = f" (studies there: {', '.join(names)})" if names else " (it holds no study)"
+        raise StudyError(f"no study {study_name!r} in {_redact(url)}{hint}; run `optuna-seqclf tune` first") from None
+
+
+def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.storages.BaseStorage,
+                     *, accept_changes: bool = False) -> optuna.Study:
+    """Create the study, or load it and refuse to mix trials built from different inputs."""
+    sampler = optuna.samplers.GridSampler(SearchSpace(record.batch_sizes, record.learning_rates).as_grid(),
+                                          seed=record.seed)
+    exists = any(s.study_name == spec.study_name for s in optuna.get_all_study_summaries(storage=storage))
+    if exists:
+        study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler)
+        old = StudyRecord.from_study(study)
+        diffs = old.differences(record)
+        if diffs and not accept_changes:
+            raise StudyError(
+                f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "
+                "use a new --study-name, or --accept-changes to continue it anyway"
+            )
+        if diffs:
+            study.set_user_attr(RECORD_ATTR, record.to_json())
+        return study
+    study = optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler,
+                                direction="maximize")
+    study.set_user_attr(RECORD_ATTR, record.to_json())
+    return study
+
+
+# --- resume ------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def local_study_lock(url: str) -> Iterator[bool]:
+    """Hold a shared lock on a SQLite study while we use it; yield True when we were alone at start.
+
+    Being alone means every RUNNING trial in the file belongs to a dead process.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        yield False
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(fd, fcntl.LOCK_SH)  # converts the exclusive lock, or waits for no writer
+        yield alone
+    finally:
+        os.close(fd)
+
+
+def recover_interrupted(study: optuna.Study, *, alone: bool) -> list[int]:
+    """Fail RUNNING trials of dead workers so their points are retried; return their numbers."""
+    if alone:
+        stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for t in stale:
+            study.tell(t.number, state=TrialState.FAIL)
+        return [t.number for t in stale]
+    optuna.storages.fail_stale_trials(study)  # only trials whose heartbeat stopped a grace period ago
+    return []
+
+
+@dataclass(frozen=True)
+class PointStatus:
+    point: HParams
+    complete: FrozenTrial | None
+    running: bool
+    errors: tuple[str, ...]
+
+    @property
+    def state(self) -> str:
+        if self.complete is not None:
+            return "COMPLETE"
+        if self.running:
+            return "RUNNING"
+        if self.errors:
+            return "FAIL"
+        return "PENDING"
+
+
+def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
+    """The state of every grid point, in grid order (duplicates of a taken point are ignored)."""
+    trials = [t for t in study.get_trials(deepcopy=False) if DUPLICATE_ATTR not in t.user_attrs]
+    out = []
+    for point in space.points():
+        mine = [t for t in trials if t.params and HParams.from_params(t.params) == point]
+        complete = [t for t in mine if t.state == TrialState.COMPLETE]
+        out.append(PointStatus(
+            point=point,
+            complete=min(complete, key=lambda t: t.number) if complete else None,
+            running=any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in mine),
+            errors=tuple(str(t.user_attrs[ERROR_ATTR]) for t in mine
+                         if t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs),
+        ))
+    return out
+
+
+def next_point(study: optuna.Study, space: SearchSpace, max_retries: int) -> HParams | bool:
+    """True: ask the GridSampler (first pass); a point: enqueue and train it; False: nothing left."""
+    trials = study.get_trials(deepcopy=False)
+    if len(trials) < len(space):
+        return True
+    for status in point_status(study, space):
+        if status.complete is None and not status.running and len(status.errors) <= max_retries:
+            return status.point
+    return False
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+@dataclass
+class LoopStats:
+    trained: int = 0
+    failed: list[int] = field(default_factory=list)
+    recovered: list[int] = field(default_factory=list)
+
+
+def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optuna.Trial], float],
+             max_retries: int, on_trial: Callable[[FrozenTrial], None] | None = None) -> LoopStats:
+    """Train grid points one trial at a time until every point is complete or given up."""
+    stats = LoopStats()
+    ran: list[int] = []
+
+    def tracked(trial: optuna.Trial) -> float:
+        ran.append(trial.number)
+        return objective(trial)
+
+    while (step := next_point(study, space, max_retries)) is not False:
+        if isinstance(step, HParams):
+            study.enqueue_trial({"batch_size": step.batch_size, "learning_rate": step.learning_rate})
+        ran.clear()
+        # One trial per call: optimize() runs heartbeats and stale-trial checks for us, and marks
+        # the trial FAIL before re-raising KeyboardInterrupt. `catch` keeps a crash from ending the grid.
+        study.optimize(tracked, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        if not ran:
+            continue
+        trial = study.get_trials(deepcopy=False)[ran[0]]
+        if DUPLICATE_ATTR in trial.user_attrs:
+            continue
+        stats.trained += 1
+        if trial.state == TrialState.FAIL:
+            stats.failed.append(trial.number)
+        if on_trial is not None:
+            on_trial(trial)
+    return stats

@@ -1,0 +1,104 @@
+"""Experiment tracking. Aim lives here and nowhere else; ``NullTracker`` tracks nothing.
+
+One Aim run per tuning trial and per replica, all runs of a study under one experiment name. With
+aim 3.29 a closed run is not readable (``Repo.iter_runs``, the UI) until it is indexed, so ``close``
+indexes it explicitly.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Protocol
+
+from transformers import TrainerCallback
+
+_log = logging.getLogger(__name__)
+
+
+class TrackedRun(Protocol):
+    def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Tracker(Protocol):
+    def start(self, name: str, hparams: dict[str, Any]) -> TrackedRun: ...
+
+
+class _NullRun:
+    def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class NullTracker:
+    """Tracks nothing (``--no-track``, or Aim not installed)."""
+
+    def start(self, name: str, hparams: dict[str, Any]) -> TrackedRun:
+        return _NullRun()
+
+
+class _AimRun:
+    def __init__(self, run: Any, repo_path: str) -> None:
+        self._run, self._repo_path = run, repo_path
+
+    def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None:
+        self._run.track(float(value), name=name, step=step, epoch=epoch, context={"subset": subset})
+
+    def close(self) -> None:
+        from aim.sdk.index_manager import RepoIndexManager
+
+        run_hash = self._run.hash
+        repo = self._run.repo
+        self._run.close()
+        try:  # aim >= 3.29: a closed run is invisible to readers until indexed
+            RepoIndexManager.get_index_manager(repo).index(run_hash)
+        except Exception as exc:  # indexing is a convenience; `aim up` indexes too
+            _log.warning("Aim run %s saved but not indexed (%s); `aim up` will index it", run_hash, exc)
+
+
+class AimTracker:
+    """Aim runs in the repo at ``log_dir`` under experiment ``experiment``."""
+
+    def __init__(self, log_dir: Path, experiment: str) -> None:
+        self.log_dir, self.experiment = Path(log_dir), experiment
+
+    def start(self, name: str, hparams: dict[str, Any]) -> TrackedRun:
+        from aim import Run
+
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        run = Run(repo=str(self.log_dir), experiment=self.experiment, log_system_params=False,
+                  system_tracking_interval=None, capture_terminal_logs=False)
+        run.name = name
+        run["hparams"] = hparams
+        return _AimRun(run, str(self.log_dir))
+
+
+def make_tracker(log_dir: Path | None, experiment: str) -> Tracker:
+    """Aim when ``log_dir`` is given and Aim imports; otherwise a NullTracker (with one warning)."""
+    if log_dir is None:
+        return NullTracker()
+    try:
+        import aim  # noqa: F401
+    except ImportError:
+        warnings.warn("aim is not installed (it has no wheel for this Python): tracking is off",
+                      stacklevel=2)
+        return NullTracker()
+    return AimTracker(log_dir, experiment)
+
+
+class TrackingCallback(TrainerCallback):
+    """Forwards the Trainer's training-loss logs to a tracked run (context subset=train)."""
+
+    def __init__(self, run: TrackedRun) -> None:
+        self.run = run
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
+               **kwargs: Any) -> None:
+        for key in ("loss", "learning_rate", "grad_norm"):
+            if logs and key in logs:
+                self.run.track(key, logs[key], step=state.global_step, subset="train", epoch=state.epoch)
