@@ -145,6 +145,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("--model must not be empty")
+        object.__setattr__(self, "epochs", float(self.epochs))
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise ConfigError(f"--epochs must be above 0, got {self.epochs}")
         if self.max_steps is not None and self.max_steps <= 0:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import optuna
 from transformers import TrainerCallback
 
 from .config import HParams, TrainSettings
@@ -60,8 +59,6 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("optuna").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*torch.utils._pytree.*")
-    # Heartbeats are how dead workers' trials get recovered; their "experimental" label is noise here.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def default_threads(workers: int = 1) -> int:

@@ -20,6 +20,7 @@ import fcntl
 import json
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -150,10 +151,12 @@ def open_storage(url: str, *, create_dirs: bool = False) -> optuna.storages.RDBS
     else:
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-            grace_period=GRACE_PERIOD_S,
-        )
+        with warnings.catch_warnings():  # heartbeats are "experimental"; they are how dead trials get failed
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                grace_period=GRACE_PERIOD_S,
+            )
     except ModuleNotFoundError as exc:
         raise StudyError(f"--storage {_redact(url)}: driver {exc.name!r} is not installed "
                          "(pip install 'optuna-seqclf[postgres]')") from None

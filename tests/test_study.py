@@ -1,0 +1,141 @@
+"""Resume semantics: failed, interrupted and finished points; study identity; the tie rule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+import optuna_seqclf.model as model_lib
+from conftest import EXAMPLE_DATA
+from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, best_trial, tune
+from optuna_seqclf.errors import StudyError
+
+SPACE = SearchSpace((8, 16), (1e-3, 1e-4))
+
+
+def _spec(name: str = "s", retries: int = 2) -> StudySpec:
+    return StudySpec(study_name=name, storage=f"sqlite:///studies/{name}.db", max_retries=retries)
+
+
+def _settings(model: Path, epochs: float = 1) -> TrainSettings:
+    return TrainSettings(model=str(model), epochs=epochs)
+
+
+def _complete_per_point(study: optuna.Study) -> dict[tuple[int, float], int]:
+    counts: dict[tuple[int, float], int] = {}
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        key = (t.params["batch_size"], t.params["learning_rate"])
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _load(name: str = "s") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=f"sqlite:///studies/{name}.db")
+
+
+def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    real = model_lib.fine_tune
+    calls = {"n": 0}
+
+    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+        hp = args[5]
+        if (hp.batch_size, hp.learning_rate) == (16, 1e-4) and calls["n"] == 0:
+            calls["n"] += 1
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", flaky)
+    result = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    study = _load()
+    assert _complete_per_point(study) == {(bs, lr): 1 for bs in (8, 16) for lr in (1e-3, 1e-4)}
+    failed = study.get_trials(states=(TrialState.FAIL,))
+    assert len(failed) == 1 and "out of memory" in failed[0].user_attrs["error"]
+    assert result.failed_points == []
+
+
+def test_point_that_keeps_failing_is_given_up(workdir: Path, tiny_model: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    real = model_lib.fine_tune
+
+    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if args[5].batch_size == 16 and args[5].learning_rate == 1e-3:
+            raise ValueError("loss is nan")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", broken)
+    result = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    assert [(p.point.batch_size, p.point.learning_rate) for p in result.failed_points] == [(16, 1e-3)]
+    assert len(result.failed_points[0].errors) == 2  # first try + 1 retry
+    assert result.best is not None
+    # Running again does not retry a point that has used up its retries...
+    again = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    assert again.stats.trained == 0
+    # ...unless the user allows more.
+    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", real)
+    fixed = tune(_spec(retries=2), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    assert fixed.stats.trained == 1 and fixed.failed_points == []
+
+
+def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_model: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    real = model_lib.fine_tune
+    seen = []
+
+    def dies_on_third(*args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(args[5])
+        if len(seen) == 3:
+            raise SystemExit("killed")  # not caught by Optuna: the trial stays RUNNING, like a kill -9
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", dies_on_third)
+    with pytest.raises(SystemExit):
+        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    assert [t.state for t in _load().get_trials()] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
+    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", real)
+    resumed = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    assert resumed.stats.recovered == [2]
+    assert resumed.stats.trained == 2
+    study = _load()
+    assert _complete_per_point(study) == {(bs, lr): 1 for bs in (8, 16) for lr in (1e-3, 1e-4)}
+    assert study.get_trials()[2].state == TrialState.FAIL
+    dead_point = (seen[2].batch_size, seen[2].learning_rate)
+    retried = [t for t in study.get_trials(states=(TrialState.COMPLETE,))
+               if (t.params["batch_size"], t.params["learning_rate"]) == dead_point]
+    assert retried[0].number == 4
+
+
+def test_resume_refuses_changed_inputs(workdir: Path, tiny_model: Path) -> None:
+    tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+    with pytest.raises(StudyError, match=r"epochs: study has 1\.0, now 2\.0.*use a new --study-name"):
+        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model, epochs=2), SearchSpace((8,), (1e-3,)),
+             log_dir=None)
+    with pytest.raises(StudyError, match=r"batch_sizes: study has \(8,\), now \(8, 16\)"):
+        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8, 16), (1e-3,)), log_dir=None)
+    assert len(_load().get_trials()) == 1
+
+
+def _trial(value: float, bs: int, lr: float, loss: float) -> optuna.trial.FrozenTrial:
+    return create_trial(
+        value=value, params={"batch_size": bs, "learning_rate": lr},
+        distributions={"batch_size": CategoricalDistribution([8, 16, 32]),
+                       "learning_rate": FloatDistribution(1e-6, 1e-2)},
+        user_attrs={"dev_loss": loss},
+    )
+
+
+def test_ties_broken_by_loss_then_batch_size_then_learning_rate() -> None:
+    study = optuna.create_study(direction="maximize")
+    for t in (_trial(0.5, 32, 1e-3, 0.4), _trial(0.9, 16, 1e-4, 0.5), _trial(0.9, 8, 1e-3, 0.3),
+              _trial(0.9, 32, 1e-5, 0.3), _trial(0.9, 8, 1e-4, 0.3)):
+        study.add_trial(t)
+    best = best_trial(study)
+    assert best is not None and best.params == {"batch_size": 8, "learning_rate": 1e-4}
+    unique = optuna.create_study(direction="maximize")
+    for t in (_trial(0.5, 32, 1e-3, 0.4), _trial(0.7, 16, 1e-4, 0.9)):
+        unique.add_trial(t)
+    assert best_trial(unique).params == unique.best_params  # type: ignore[union-attr]
