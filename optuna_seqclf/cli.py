@@ -107,6 +107,9 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--seed", default=1, show_default=True, type=int, help="Seed of every tuning trial."),
         click.option("--max-retries", default=2, show_default=True, type=int,
                      help="How often a grid point that failed with an error is trained again."),
+        click.option("--workers", default=1, show_default=True, type=int,
+                     help="Train this many grid points at once, each in its own process (they share the CPU "
+                          "cores, or one GPU each when several are visible)."),
         click.option("--accept-changes", is_flag=True,
                      help="Continue a study even though its data, model or settings changed."),
     ]
@@ -186,7 +189,7 @@ def tune(data_dir: Path, **o: Any) -> None:
 
     spec, data, settings, space = _tune_inputs(data_dir, o)
     result = tune_study(spec, data, settings, space, log_dir=_tracking_dir(o), accept_changes=o["accept_changes"],
-                        progress=_echo_progress(o["quiet"]))
+                        progress=_echo_progress(o["quiet"]), workers=o["workers"])
     _print_tune_result(result, settings.model)
 
 
@@ -250,7 +253,7 @@ def run(data_dir: Path, output_dir: Path, seeds: str, **o: Any) -> None:
     progress = _echo_progress(o["quiet"])
     tracking = _tracking_dir(o)
     result = tune_study(spec, data, settings, space, log_dir=tracking, accept_changes=o["accept_changes"],
-                        progress=progress, prepared=prepared)
+                        progress=progress, prepared=prepared, workers=o["workers"])
     _print_tune_result(result, settings.model)
     replicas = train_replicas(spec.study_name, spec.storage, output_dir, seed_list,
                               overrides={"threads": settings.threads, "device": settings.device,

@@ -108,6 +108,13 @@ class HParams:
     def from_params(cls, params: dict[str, object]) -> HParams:
         return cls(int(params["batch_size"]), float(params["learning_rate"]))  # type: ignore[arg-type]
 
+    @classmethod
+    def of_trial(cls, params: dict[str, object]) -> HParams | None:
+        """The point of a trial's params; None while a running trial has not suggested both yet."""
+        if "batch_size" in params and "learning_rate" in params:
+            return cls.from_params(params)
+        return None
+
 
 @dataclass(frozen=True)
 class DataSpec:
@@ -154,6 +161,8 @@ class TrainSettings:
             raise ConfigError(f"--max-seq-length must be at least 8, got {self.max_seq_length}")
         if self.eval_batch_size <= 0:
             raise ConfigError(f"--eval-batch-size must be above 0, got {self.eval_batch_size}")
+        if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"--device {self.device!r}: use cpu, cuda, cuda:N or mps")
         if self.threads is not None and self.threads <= 0:
             raise ConfigError(f"--threads must be above 0, got {self.threads}")
 

@@ -13,7 +13,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +21,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from .config import HParams, TrainSettings
-from .errors import ModelLoadError, first_line
+from .errors import ConfigError, ModelLoadError, first_line
 
 if TYPE_CHECKING:
     import datasets
@@ -76,14 +76,39 @@ def configure_torch(settings: TrainSettings, workers: int = 1) -> None:
     torch.set_num_threads(settings.threads or default_threads(workers))
 
 
-def resolve_device(settings: TrainSettings) -> str:
+def check_device(settings: TrainSettings) -> None:
     import torch
 
-    if settings.device:
-        return settings.device
-    if torch.cuda.is_available():
+    device = settings.device or ""
+    if device.startswith("cuda"):
+        index = int(device.split(":", 1)[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} visible CUDA GPU(s)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple's MPS backend is not available here")
+
+
+def assign_device(settings: TrainSettings, worker: int) -> TrainSettings:
+    """Spread workers over the visible GPUs (worker i -> cuda:i mod n) unless a device was chosen."""
+    import torch
+
+    if settings.device is None and torch.cuda.device_count() > 1:
+        return replace(settings, device=f"cuda:{worker % torch.cuda.device_count()}")
+    return settings
+
+
+def resolve_device(settings: TrainSettings) -> str:
+    """The device to train on. ``cuda:N`` makes GPU N the current device and returns ``cuda``:
+    the Trainer (through accelerate) trains on the current CUDA device."""
+    import torch
+
+    device = settings.device
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda:"):
+        torch.cuda.set_device(int(device.split(":", 1)[1]))
         return "cuda"
-    return "cpu"
+    return device
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:

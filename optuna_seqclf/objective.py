@@ -38,7 +38,7 @@ def _owner_of(trial: optuna.Trial, hp: HParams) -> int | None:
     """The number of an earlier trial already running or done for ``hp`` (a race between workers)."""
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
     for other in trial.study.get_trials(deepcopy=False, states=states):
-        if other.number < trial.number and other.params and HParams.from_params(other.params) == hp:
+        if other.number < trial.number and HParams.of_trial(other.params) == hp:
             return other.number
     return None
 

@@ -72,7 +72,7 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     ``overrides`` replaces recorded training settings (``model``, ``tokenizer``, ``threads``, ``device``,
     ``eval_batch_size``); the data folder can be overridden with ``data_dir``.
     """
-    storage = open_storage(storage_url)
+    storage = open_storage(storage_url, must_exist=True)
     study = load_study(study_name, storage, storage_url)
     record = StudyRecord.from_study(study)
     best = best_trial(study)

@@ -130,8 +130,11 @@ def _check_sqlite_file(path: Path) -> None:
         raise StudyError(f"{path.parent}: folder for the SQLite study does not exist")
 
 
-def open_storage(url: str, *, create_dirs: bool = False) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats; raises StudyError (one line) when it cannot be used."""
+def open_storage(url: str, *, create_dirs: bool = False, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats; raises StudyError (one line) when it cannot be used.
+
+    ``must_exist``: a SQLite file is only read, never created (for commands that need a tuned study).
+    """
     scheme = url.split(":", 1)[0] if ":" in url else ""
     if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres", "mysql"):
         raise ConfigError(
@@ -143,6 +146,8 @@ def open_storage(url: str, *, create_dirs: bool = False) -> optuna.storages.RDBS
     path = sqlite_path(url)
     engine_kwargs: dict[str, Any]
     if path is not None:
+        if must_exist and not path.is_file():
+            raise StudyError(f"{path}: no such study file; run `optuna-seqclf tune` first, or pass --storage")
         if create_dirs and not path.parent.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
         _check_sqlite_file(path)
@@ -173,9 +178,14 @@ def _redact(url: str) -> str:
 
 
 
-def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str) -> optuna.Study:
+def grid_sampler(space: SearchSpace, seed: int) -> optuna.samplers.GridSampler:
+    return optuna.samplers.GridSampler(space.as_grid(), seed=seed)
+
+
+def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str,
+               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
     try:
-        return optuna.load_study(study_name=study_name, storage=storage)
+        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
         hint = f" (studies there: {', '.join(names)})" if names else " (it holds no study)"
@@ -185,8 +195,7 @@ def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str) 
 def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.storages.BaseStorage,
                      *, accept_changes: bool = False) -> optuna.Study:
     """Create the study, or load it and refuse to mix trials built from different inputs."""
-    sampler = optuna.samplers.GridSampler(SearchSpace(record.batch_sizes, record.learning_rates).as_grid(),
-                                          seed=record.seed)
+    sampler = grid_sampler(record.space(), record.seed)
     exists = any(s.study_name == spec.study_name for s in optuna.get_all_study_summaries(storage=storage))
     if exists:
         study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler)
@@ -266,7 +275,7 @@ def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
     trials = [t for t in study.get_trials(deepcopy=False) if DUPLICATE_ATTR not in t.user_attrs]
     out = []
     for point in space.points():
-        mine = [t for t in trials if t.params and HParams.from_params(t.params) == point]
+        mine = [t for t in trials if HParams.of_trial(t.params) == point]
         complete = [t for t in mine if t.state == TrialState.COMPLETE]
         out.append(PointStatus(
             point=point,

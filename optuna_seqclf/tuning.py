@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,13 +16,16 @@ from optuna.trial import FrozenTrial, TrialState
 from . import model as model_lib
 from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
 from .data import Corpus, encode_corpus, read_corpus
-from .objective import ERROR_ATTR, Objective
+from .errors import ConfigError, SeqClfError
+from .objective import DUPLICATE_ATTR, ERROR_ATTR, Objective
 from .report import best_trial
 from .study import (
     LoopStats,
     PointStatus,
     StudyRecord,
     create_or_resume,
+    grid_sampler,
+    load_study,
     local_study_lock,
     open_storage,
     point_status,
@@ -50,6 +55,7 @@ class Prepared:
 def prepare(data: DataSpec, settings: TrainSettings) -> Prepared:
     """Read and validate all three splits, load the tokenizer and check the model's config."""
     corpus = read_corpus(data)
+    model_lib.check_device(settings)
     model_lib.quiet_libraries()
     tokenizer = model_lib.load_tokenizer(settings.tokenizer_name)
     model_lib.check_model_config(settings.model, tokenizer)
@@ -75,8 +81,13 @@ class TuneResult:
 
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
          *, log_dir: Path | None = Path("logs"), accept_changes: bool = False, progress: Progress = _silent,
-         prepared: Prepared | None = None) -> TuneResult:
-    """Run the grid study, or continue it: points already COMPLETE are never trained again."""
+         prepared: Prepared | None = None, workers: int = 1) -> TuneResult:
+    """Run the grid study, or continue it: points already COMPLETE are never trained again.
+
+    ``workers`` > 1 trains that many points at once, each in its own process, on the same study.
+    """
+    if workers < 1:
+        raise ConfigError(f"--workers must be 1 or more, got {workers}")
     space = space or SearchSpace()
     prepared = prepared or prepare(data, settings)
     storage = open_storage(study_spec.storage, create_dirs=True)
@@ -86,37 +97,42 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
         recovered = recover_interrupted(study, alone=alone)
         if recovered:
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
-        todo = [p for p in point_status(study, space) if p.complete is None]
-        stats = LoopStats(recovered=recovered)
-        if todo:
-            stats = _train_points(study, study_spec, space, settings, prepared, log_dir, progress, len(todo))
-            stats.recovered = recovered
-        else:
+        todo = sum(1 for p in point_status(study, space) if p.complete is None)
+        if not todo:
             progress(f"Study {study_spec.study_name!r}: all {len(space)} grid points are complete; nothing to train")
+            stats = LoopStats()
+        else:
+            progress(f"Study {study_spec.study_name!r} in {study_spec.storage}: {len(space) - todo}/{len(space)} "
+                     f"points done, training {todo}" + (f" with {workers} workers" if workers > 1 else ""))
+            if workers == 1:
+                stats = _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers=1)
+            else:
+                stats = _run_workers(study, study_spec, data, space, settings, log_dir, progress, workers)
+        stats.recovered = recovered
     points = point_status(study, space)
     return TuneResult(study_spec.study_name, study_spec.storage, points, best_trial(study), stats)
 
 
 def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace, settings: TrainSettings,
-                  prepared: Prepared, log_dir: Path | None, progress: Progress, todo: int) -> LoopStats:
-    model_lib.configure_torch(settings)
+                  prepared: Prepared, log_dir: Path | None, progress: Progress, workers: int) -> LoopStats:
+    model_lib.configure_torch(settings, workers)
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, settings.max_seq_length)
     objective = Objective(prepared.corpus, encoded, prepared.tokenizer, settings, space,
                           make_tracker(log_dir, study_spec.study_name), study_spec.study_name)
-    done_before = len(space) - todo
-    progress(f"Study {study_spec.study_name!r} in {study_spec.storage}: {done_before}/{len(space)} points done, "
-             f"training {todo}")
-    counter = {"n": done_before}
+    started = time.monotonic()
+    trained = {"n": 0}
 
     def on_trial(trial: FrozenTrial) -> None:
+        trained["n"] += 1
+        done = sum(1 for p in point_status(study, space) if p.complete is not None)
         p = trial.params
         head = f"trial {trial.number}: batch size {p.get('batch_size')}, learning rate {p.get('learning_rate'):g}"
         if trial.state == TrialState.COMPLETE:
-            counter["n"] += 1
             secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
-            progress(f"[{counter['n']}/{len(space)}] {head}: dev F1 {trial.value:.4f} ({secs:.1f} s)")
+            eta = (time.monotonic() - started) / trained["n"] * (len(space) - done) / workers
+            progress(f"[{done}/{len(space)}] {head}: dev F1 {trial.value:.4f} ({secs:.1f} s; ETA {eta / 60:.1f} min)")
         else:
-            progress(f"[{counter['n']}/{len(space)}] {head}: {trial.state.name} "
+            progress(f"[{done}/{len(space)}] {head}: {trial.state.name} "
                      f"({trial.user_attrs.get(ERROR_ATTR, 'no reason recorded')})")
 
     optuna_logger = logging.getLogger("optuna")
@@ -126,3 +142,50 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
         return run_grid(study, space, objective, study_spec.max_retries, on_trial)
     finally:
         optuna_logger.setLevel(level)
+
+
+def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, space: SearchSpace,
+                 settings: TrainSettings, log_dir: Path | None, progress: Progress, workers: int) -> LoopStats:
+    """Start ``workers`` processes on the study and wait for them; Ctrl-C stops them all."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that has torch threads running
+    before = len(study.get_trials(deepcopy=False))
+    verbose = progress is not _silent
+    procs = [ctx.Process(target=_worker_main, args=(study_spec, data, space, settings, log_dir, i, workers, verbose),
+                         name=f"seqclf-worker-{i}") for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:  # they got the same SIGINT; give them time to mark their trials
+            proc.join(timeout=30)
+        raise
+    crashed = [p.name for p in procs if p.exitcode not in (0, None)]
+    if crashed:
+        progress(f"worker(s) {', '.join(crashed)} stopped with an error; run `tune` again to resume")
+    new = study.get_trials(deepcopy=False)[before:]
+    return LoopStats(trained=sum(1 for t in new if DUPLICATE_ATTR not in t.user_attrs),
+                     failed=[t.number for t in new if t.state == TrialState.FAIL])
+
+
+def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, settings: TrainSettings,
+                 log_dir: Path | None, index: int, workers: int, verbose: bool) -> None:
+    def progress(message: str) -> None:
+        if verbose:
+            print(f"[worker {index}] {message}", file=sys.stderr, flush=True)
+
+    try:
+        settings = model_lib.assign_device(settings, index)
+        prepared = prepare(data, settings)
+        study = load_study(study_spec.study_name, open_storage(study_spec.storage), study_spec.storage,
+                           sampler=grid_sampler(space, settings.seed))
+        with local_study_lock(study_spec.storage):
+            _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers)
+    except SeqClfError as exc:
+        print(f"[worker {index}] Error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
