@@ -1,0 +1,104 @@
+"""kill -9 a real `tune` at several moments, rerun until done, compare with an uninterrupted run."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from conftest import EXAMPLE_DATA
+
+GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4"]
+
+
+def tune_cmd(model: Path, name: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
+            "--study-name", name, "--epochs", "6", "--threads", "1", "--no-track", *GRID, *extra]
+
+
+def states(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return [row[0] for row in con.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+
+
+def wait_for(cond, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def values_by_point(db: Path, name: str) -> dict[tuple[int, float], list[float]]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    out: dict[tuple[int, float], list[float]] = {}
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        out.setdefault((t.params["batch_size"], t.params["learning_rate"]), []).append(t.value)
+    return out
+
+
+def test_kill_minus_nine_at_several_moments_then_resume(workdir: Path, tiny_model: Path) -> None:
+    ref = subprocess.run(tune_cmd(tiny_model, "ref"), cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert ref.returncode == 0, ref.stderr
+    db = workdir / "studies" / "k.db"
+    n_complete = lambda: states(db).count("COMPLETE")  # noqa: E731
+    moments = [
+        ("during start-up (reading, tokenising)", lambda: time.sleep(1.0) or True),
+        ("mid-trial", lambda: "RUNNING" in states(db)),
+        ("between trials", lambda: n_complete() >= 2),
+        ("right after a result is written", lambda: n_complete() >= 4),
+    ]
+    kills = 0
+    for label, moment in moments:
+        proc = subprocess.Popen(tune_cmd(tiny_model, "k"), cwd=workdir, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: moment() or proc.poll() is not None)  # noqa: B023
+            if label == "mid-trial":
+                time.sleep(0.4)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                kills += 1
+        finally:
+            proc.wait(timeout=60)
+    assert kills >= 3
+    final = subprocess.run(tune_cmd(tiny_model, "k"), cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    got = values_by_point(db, "k")
+    want = values_by_point(workdir / "studies" / "ref.db", "ref")
+    assert set(got) == set(want) and len(want) == 6
+    assert all(len(v) == 1 for v in got.values()), got  # one COMPLETE trial per point, no duplicates
+    assert got == want  # deterministic: same dev F1 whether interrupted or not
+    # No trial is left RUNNING, and a further run trains nothing.
+    assert "RUNNING" not in states(db)
+    again = subprocess.run(tune_cmd(tiny_model, "k"), cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert "nothing to train" in again.stderr
+
+
+def test_ctrl_c_stops_cleanly_and_resumes(workdir: Path, tiny_model: Path) -> None:
+    db = workdir / "studies" / "c.db"
+    proc = subprocess.Popen(tune_cmd(tiny_model, "c"), cwd=workdir, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: states(db).count("COMPLETE") >= 1 and "RUNNING" in states(db))
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "run the same command again" in err
+    assert "Traceback" not in err
+    assert "RUNNING" not in states(db)  # the interrupted trial is closed, not left dangling
+    final = subprocess.run(tune_cmd(tiny_model, "c"), cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    got = values_by_point(db, "c")
+    assert len(got) == 6 and all(len(v) == 1 for v in got.values())

@@ -1,0 +1,119 @@
+"""Concurrent workers share one grid: every point trained exactly once, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import EXAMPLE_DATA
+
+GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5"]
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (as user `nobody` when the tests run as root)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's postgresql package")
+    base = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("nobody")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    port = _free_port()
+    data, log = base / "data", base / "server.log"
+
+    def pg(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120,
+                       env={**os.environ, "HOME": str(base)})
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=100", "start")
+    try:
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "seqclf")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/seqclf"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _tune(model: Path, name: str, storage: str, workers: int) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
+           "--study-name", name, "--storage", storage, "--epochs", "2", "--no-track",
+           "--workers", str(workers), *GRID]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _check_grid(storage: str, name: str) -> None:
+    study = optuna.load_study(study_name=name, storage=storage)
+    trials = study.get_trials()
+    complete = Counter((t.params["batch_size"], t.params["learning_rate"])
+                       for t in trials if t.state == TrialState.COMPLETE)
+    assert len(complete) == 8, complete
+    assert set(complete.values()) == {1}, f"a point was trained twice: {complete}"
+    assert not [t for t in trials if t.state == TrialState.FAIL], "a worker failed (lock error?)"
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
+    storage = f"sqlite:///{workdir / 'shared.db'}"
+    proc = _tune(tiny_model, "w", storage, workers=4)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    assert "database is locked" not in err and "Traceback" not in err
+    _check_grid(storage, "w")
+    assert "Best Configuration is" in out
+
+
+@pytest.mark.postgres
+def test_two_machines_two_workers_each_on_postgres(workdir: Path, tiny_model: Path, postgres_url: str) -> None:
+    # Two separate `tune` commands (as on two machines), two worker processes each: 4 workers.
+    procs = [_tune(tiny_model, "pg", postgres_url, workers=2) for _ in range(2)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+    _check_grid(postgres_url, "pg")
+
+
+@pytest.mark.postgres
+def test_unreachable_postgres_fails_fast(workdir: Path, tiny_model: Path) -> None:
+    from click.testing import CliRunner
+
+    from optuna_seqclf.cli import cli
+
+    result = CliRunner().invoke(cli, ["train", "--study-name", "x", "--output-dir", "out", "--storage",
+                                      f"postgresql+psycopg://postgres:pw@127.0.0.1:{_free_port()}/none"])
+    assert result.exit_code == 1
+    assert "cannot open the storage" in result.output and "pw" not in result.output
