@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import signal
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -157,17 +158,46 @@ def open_storage(url: str, *, create_dirs: bool = False, must_exist: bool = Fals
     else:
         engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
     try:
-        with warnings.catch_warnings():  # heartbeats are "experimental"; they are how dead trials get failed
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                grace_period=GRACE_PERIOD_S,
-            )
+        storage = _rdb_storage(url, engine_kwargs)
+        if path is not None:
+            _use_wal(path)
+        return storage
     except ModuleNotFoundError as exc:
         raise StudyError(f"--storage {_redact(url)}: driver {exc.name!r} is not installed "
                          "(pip install 'optuna-seqclf[postgres]')") from None
     except Exception as exc:
         raise StudyError(f"--storage {_redact(url)}: cannot open the storage ({first_line(exc)})") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> optuna.storages.RDBStorage:
+    """RDBStorage, retried when another worker is creating the same tables at the same moment."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental"; they are how dead trials get failed
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=GRACE_PERIOD_S,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _use_wal(path: Path) -> None:
+    """Write-ahead logging: readers (the dashboard, `studies`) never block the workers' writes.
+
+    The mode is stored in the file; it needs a local disk, which SQLite studies need anyway.
+    """
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path, timeout=60)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
 
 
 def _redact(url: str) -> str:
@@ -198,22 +228,35 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
     """Create the study, or load it and refuse to mix trials built from different inputs."""
     sampler = grid_sampler(record.space(), record.seed)
     exists = any(s.study_name == spec.study_name for s in optuna.get_all_study_summaries(storage=storage))
-    if exists:
-        study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler)
-        old = StudyRecord.from_study(study)
-        diffs = old.differences(record)
-        if diffs and not accept_changes:
-            raise StudyError(
-                f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "
-                "use a new --study-name, or --accept-changes to continue it anyway"
-            )
-        if diffs:
+    if not exists:
+        try:
+            study = optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler,
+                                        direction="maximize")
+        except optuna.exceptions.DuplicatedStudyError:
+            pass  # another machine created it a moment ago: load it below
+        else:
             study.set_user_attr(RECORD_ATTR, record.to_json())
-        return study
-    study = optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler,
-                                direction="maximize")
-    study.set_user_attr(RECORD_ATTR, record.to_json())
+            return study
+    study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler)
+    diffs = _wait_for_record(study).differences(record)
+    if diffs and not accept_changes:
+        raise StudyError(
+            f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "
+            "use a new --study-name, or --accept-changes to continue it anyway"
+        )
+    if diffs:
+        study.set_user_attr(RECORD_ATTR, record.to_json())
     return study
+
+
+def _wait_for_record(study: optuna.Study, timeout_s: float = 15.0) -> StudyRecord:
+    """The study's record; a study created by a racing worker gets it a moment after creation."""
+    deadline = time.monotonic() + timeout_s
+    while RECORD_ATTR not in study.user_attrs and not study.get_trials(deepcopy=False):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return StudyRecord.from_study(study)
 
 
 # --- resume ------------------------------------------------------------------------------------
