@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase, Trainer
 
 EpochHook = Callable[[int, dict[str, float]], None]
+StepHook = Callable[[int, int], None]  # (steps done, steps in all)
 
 
 @dataclass(frozen=True)
@@ -255,12 +256,14 @@ def fine_tune(
     *,
     output_dir: str | None = None,
     on_epoch: EpochHook | None = None,
+    on_step: StepHook | None = None,
     callbacks: list[TrainerCallback] | None = None,
 ) -> FineTuneResult:
     """Fine-tune ``model_name`` on ``train`` and evaluate on ``dev``.
 
     ``on_epoch(epoch, dev_metrics)`` runs after every epoch with dev metrics (for pruning and curves);
-    it may raise to stop training. ``output_dir`` only matters for replicas (``trainer.save_*``):
+    it may raise to stop training. ``on_step(done, total)`` runs after every optimizer step (progress,
+    Ctrl-C); it may raise too. ``output_dir`` only matters for replicas (``trainer.save_*``):
     nothing is written there during training.
     """
     from transformers import DataCollatorWithPadding, Trainer, set_seed
@@ -276,6 +279,8 @@ def fine_tune(
     steps_per_epoch = max(1, -(-len(train) // hp.batch_size))
     all_callbacks = list(callbacks or [])
     history: list[dict[str, float]] = []
+    if on_step is not None:
+        all_callbacks.append(_StepHookCallback(on_step))
     if on_epoch is not None:
         all_callbacks.append(_EpochEval(dev, tokenizer, settings.eval_batch_size, on_epoch, history))
     trainer = Trainer(
@@ -311,3 +316,13 @@ class _EpochEval(TrainerCallback):
         epoch = round(state.epoch or 0)
         self.history.append({"epoch": float(epoch), **metrics})
         self.hook(epoch, metrics)
+
+
+class _StepHookCallback(TrainerCallback):
+    """Calls ``hook(done, total)`` after every optimizer step."""
+
+    def __init__(self, hook: StepHook) -> None:
+        self.hook = hook
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.hook(state.global_step, state.max_steps)

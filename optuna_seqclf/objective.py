@@ -15,7 +15,7 @@ import optuna
 
 from .config import HParams, SearchSpace, TrainSettings
 from .errors import first_line
-from .model import fine_tune
+from .model import StepHook, fine_tune
 from .tracking import Tracker, TrackingCallback
 
 if TYPE_CHECKING:
@@ -53,6 +53,7 @@ class Objective:
     tracker: Tracker
     study_name: str
     on_epoch: Callable[[optuna.Trial, int, dict[str, float]], None] | None = None
+    on_step: StepHook | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
         hp = suggest_hparams(trial, self.space)
@@ -72,7 +73,7 @@ class Objective:
             result = fine_tune(
                 self.settings.model, self.tokenizer, self.encoded.train, self.encoded.dev,
                 self.corpus.id2label, hp, self.settings, self.settings.seed,
-                on_epoch=after_epoch, callbacks=[TrackingCallback(run)],
+                on_epoch=after_epoch, on_step=self.on_step, callbacks=[TrackingCallback(run)],
             )
         except optuna.TrialPruned:
             raise

@@ -18,6 +18,8 @@ from . import model as model_lib
 from .config import DEFAULT_SEEDS, HParams, TrainSettings
 from .data import encode_corpus
 from .errors import OutputError, StudyError
+from .interrupts import gated_interrupts
+from .model import StepHook
 from .report import best_trial, summarize
 from .study import StudyRecord, load_study, open_storage
 from .tracking import Tracker, TrackingCallback, make_tracker
@@ -66,7 +68,8 @@ def check_writable(output_dir: Path) -> None:
 
 def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: Sequence[int] = DEFAULT_SEEDS,
                    *, overrides: dict[str, Any] | None = None, log_dir: Path | None = Path("logs"),
-                   progress: Progress = _silent, prepared: Prepared | None = None) -> ReplicasResult:
+                   progress: Progress = _silent, prepared: Prepared | None = None,
+                   on_step: StepHook | None = None) -> ReplicasResult:
     """Train one replica per seed with ``study.best_params``; reuse replicas already complete.
 
     ``overrides`` replaces recorded training settings (``model``, ``tokenizer``, ``threads``, ``device``,
@@ -93,17 +96,27 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     tracker = make_tracker(log_dir, study_name)
     encoded = None
     results = []
-    for seed in seeds:
-        final = output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label, seed)
-        if (final / COMPLETE_MARKER).exists():
-            results.append(_read_replica(final, seed))
-            progress(f"seed {seed}: {final.name} exists, reused")
-            continue
-        if encoded is None:
-            encoded = encode_corpus(prepared.corpus, prepared.tokenizer, settings.max_seq_length)
-        result = _train_one(prepared, encoded, settings, hp, seed, final, record.task_name, tracker, study_name)
-        results.append(result)
-        progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
+    with gated_interrupts() as gate:
+
+        def after_step(done: int, total: int) -> None:
+            gate.check()  # Ctrl-C stops between two steps; the unfinished replica is removed
+            if on_step is not None:
+                on_step(done, total)
+
+        for seed in seeds:
+            final = output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label,
+                                                  seed)
+            if (final / COMPLETE_MARKER).exists():
+                results.append(_read_replica(final, seed))
+                progress(f"seed {seed}: {final.name} exists, reused")
+                continue
+            gate.check()
+            if encoded is None:
+                encoded = encode_corpus(prepared.corpus, prepared.tokenizer, settings.max_seq_length)
+            result = _train_one(prepared, encoded, settings, hp, seed, final, record.task_name, tracker, study_name,
+                                after_step)
+            results.append(result)
+            progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
     summary = summarize(results)
     payload = {
         "study_name": study_name, "storage": storage_url, "best_trial": best.number, "best_dev_f1": best.value,
@@ -113,8 +126,27 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     return ReplicasResult(study_name, hp, float(best.value), output_dir, results, summary)
 
 
+def _remove_stale_temp(final: Path) -> None:
+    """Remove the temporary folders of ``final`` left by a killed ``train`` (their process is gone)."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's live process
+        return True
+    return True
+
+
 def _train_one(prepared: Prepared, encoded: Any, settings: TrainSettings, hp: HParams, seed: int, final: Path,
-               task_name: str, tracker: Tracker, study_name: str) -> ReplicaResult:
+               task_name: str, tracker: Tracker, study_name: str, on_step: StepHook) -> ReplicaResult:
+    _remove_stale_temp(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     run = tracker.start(f"{study_name}/replica-seed{seed}", {
@@ -124,7 +156,7 @@ def _train_one(prepared: Prepared, encoded: Any, settings: TrainSettings, hp: HP
     try:
         tuned = model_lib.fine_tune(
             settings.model, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label, hp, settings,
-            seed, output_dir=str(tmp), callbacks=[TrackingCallback(run)],
+            seed, output_dir=str(tmp), on_step=on_step, callbacks=[TrackingCallback(run)],
         )
         test = model_lib.evaluate(tuned.model, encoded.test, prepared.tokenizer, settings.eval_batch_size)
         for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):

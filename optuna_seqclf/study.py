@@ -20,7 +20,6 @@ import fcntl
 import json
 import logging
 import os
-import signal
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
 from .errors import ConfigError, StudyError, first_line
+from .interrupts import InterruptGate
 from .objective import DUPLICATE_ATTR, ERROR_ATTR
 
 RECORD_ATTR = "seqclf"
@@ -351,76 +351,38 @@ class LoopStats:
     recovered: list[int] = field(default_factory=list)
 
 
-class _InterruptGate:
-    """Ctrl-C interrupts training at once, but never Optuna's bookkeeping.
-
-    A KeyboardInterrupt that lands while Optuna writes a trial's result leaves the trial RUNNING (and
-    trips an assertion inside Optuna). So SIGINT raises only while a trial is training; anywhere else it
-    is remembered and raised at the next safe point between trials. A second Ctrl-C raises at once.
-    """
-
-    def __init__(self) -> None:
-        self.training = False
-        self.requested = False
-
-    def handler(self, signum: int, frame: Any) -> None:
-        if self.training or self.requested:
-            self.training = False
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def check(self) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-
-
-@contextlib.contextmanager
-def _gated_interrupts() -> Iterator[_InterruptGate]:
-    gate = _InterruptGate()
-    try:
-        previous = signal.signal(signal.SIGINT, gate.handler)
-    except ValueError:  # not the main thread: leave signals alone
-        yield gate
-        return
-    try:
-        yield gate
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optuna.Trial], float],
-             max_retries: int, on_trial: Callable[[FrozenTrial], None] | None = None) -> LoopStats:
-    """Train grid points one trial at a time until every point is complete or given up."""
+             max_retries: int, gate: InterruptGate, on_trial: Callable[[FrozenTrial], None] | None = None,
+             ) -> LoopStats:
+    """Train grid points one trial at a time until every point is complete or given up.
+
+    ``objective`` should call ``gate.check`` while it trains (``Objective`` does, after every step).
+    """
     stats = LoopStats()
     ran: list[int] = []
-    with _gated_interrupts() as gate:
 
-        def tracked(trial: optuna.Trial) -> float:
-            ran.append(trial.number)
-            gate.check()
-            gate.training = True
-            try:
-                return objective(trial)
-            finally:
-                gate.training = False
+    def tracked(trial: optuna.Trial) -> float:
+        ran.append(trial.number)
+        gate.check()
+        return objective(trial)
 
-        while (step := next_point(study, space, max_retries)) is not False:
-            gate.check()
-            if isinstance(step, HParams):
-                study.enqueue_trial({"batch_size": step.batch_size, "learning_rate": step.learning_rate})
-            ran.clear()
-            # One trial per call: optimize() runs heartbeats and stale-trial checks for us, and marks the
-            # trial FAIL before re-raising KeyboardInterrupt. `catch` keeps a crash from ending the grid.
-            study.optimize(tracked, n_trials=1, catch=(Exception,), gc_after_trial=True)
-            gate.check()
-            if not ran:
-                continue
-            trial = study.get_trials(deepcopy=False)[ran[0]]
-            if DUPLICATE_ATTR in trial.user_attrs:
-                continue
-            stats.trained += 1
-            if trial.state == TrialState.FAIL:
-                stats.failed.append(trial.number)
-            if on_trial is not None:
-                on_trial(trial)
+    while (step := next_point(study, space, max_retries)) is not False:
+        gate.check()
+        if isinstance(step, HParams):
+            study.enqueue_trial({"batch_size": step.batch_size, "learning_rate": step.learning_rate})
+        ran.clear()
+        # One trial per call: optimize() runs heartbeats and stale-trial checks for us, and marks the
+        # trial FAIL before re-raising KeyboardInterrupt. `catch` keeps a crash from ending the grid.
+        study.optimize(tracked, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        gate.check()
+        if not ran:
+            continue
+        trial = study.get_trials(deepcopy=False)[ran[0]]
+        if DUPLICATE_ATTR in trial.user_attrs:
+            continue
+        stats.trained += 1
+        if trial.state == TrialState.FAIL:
+            stats.failed.append(trial.number)
+        if on_trial is not None:
+            on_trial(trial)
     return stats

@@ -17,6 +17,8 @@ from . import model as model_lib
 from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
 from .data import Corpus, encode_corpus, read_corpus
 from .errors import ConfigError, SeqClfError
+from .interrupts import gated_interrupts
+from .model import StepHook
 from .objective import DUPLICATE_ATTR, ERROR_ATTR, Objective
 from .report import best_trial
 from .study import (
@@ -81,10 +83,12 @@ class TuneResult:
 
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
          *, log_dir: Path | None = Path("logs"), accept_changes: bool = False, progress: Progress = _silent,
-         prepared: Prepared | None = None, workers: int = 1) -> TuneResult:
+         prepared: Prepared | None = None, workers: int = 1, on_step: StepHook | None = None) -> TuneResult:
     """Run the grid study, or continue it: points already COMPLETE are never trained again.
 
     ``workers`` > 1 trains that many points at once, each in its own process, on the same study.
+    ``progress`` gets one line per event (trial done, with ETA); ``on_step(done, total)`` is called after
+    every training step of a trial (single worker only).
     """
     if workers < 1:
         raise ConfigError(f"--workers must be 1 or more, got {workers}")
@@ -105,7 +109,8 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
             progress(f"Study {study_spec.study_name!r} in {study_spec.storage}: {len(space) - todo}/{len(space)} "
                      f"points done, training {todo}" + (f" with {workers} workers" if workers > 1 else ""))
             if workers == 1:
-                stats = _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers=1)
+                stats = _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers=1,
+                                      on_step=on_step)
             else:
                 stats = _run_workers(study, study_spec, data, space, settings, log_dir, progress, workers)
         stats.recovered = recovered
@@ -114,11 +119,10 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
 
 
 def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace, settings: TrainSettings,
-                  prepared: Prepared, log_dir: Path | None, progress: Progress, workers: int) -> LoopStats:
+                  prepared: Prepared, log_dir: Path | None, progress: Progress, workers: int,
+                  on_step: StepHook | None = None) -> LoopStats:
     model_lib.configure_torch(settings, workers)
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, settings.max_seq_length)
-    objective = Objective(prepared.corpus, encoded, prepared.tokenizer, settings, space,
-                          make_tracker(log_dir, study_spec.study_name), study_spec.study_name)
     started = time.monotonic()
     trained = {"n": 0}
 
@@ -139,7 +143,17 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
     level = optuna_logger.level
     optuna_logger.setLevel(logging.CRITICAL)  # we report failed trials ourselves, without tracebacks
     try:
-        return run_grid(study, space, objective, study_spec.max_retries, on_trial)
+        with gated_interrupts() as gate:
+
+            def after_step(done: int, total: int) -> None:
+                gate.check()  # Ctrl-C stops here, between two steps
+                if on_step is not None:
+                    on_step(done, total)
+
+            objective = Objective(prepared.corpus, encoded, prepared.tokenizer, settings, space,
+                                  make_tracker(log_dir, study_spec.study_name), study_spec.study_name,
+                                  on_step=after_step)
+            return run_grid(study, space, objective, study_spec.max_retries, gate, on_trial)
     finally:
         optuna_logger.setLevel(level)
 

@@ -102,3 +102,42 @@ def test_ctrl_c_stops_cleanly_and_resumes(workdir: Path, tiny_model: Path) -> No
     assert final.returncode == 0, final.stderr
     got = values_by_point(db, "c")
     assert len(got) == 6 and all(len(v) == 1 for v in got.values())
+
+
+def _train_cmd(name: str, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "optuna_seqclf", "train", "--study-name", name, "--output-dir", "out",
+            "--threads", "1", "--no-track", *extra]
+
+
+def _replica_dirs(out: Path) -> list[Path]:
+    return sorted(out.glob("bert-custom-model_*")) if out.exists() else []
+
+
+def test_killed_and_interrupted_replica_runs_resume(workdir: Path, tiny_model: Path) -> None:
+    tuned = subprocess.run([*tune_cmd(tiny_model, "r"), "--learning-rates", "1e-3", "--batch-sizes", "8"],
+                           cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert tuned.returncode == 0, tuned.stderr
+    out = workdir / "out"
+    # kill -9 while the third replica trains: two complete folders, a temporary one left behind.
+    proc = subprocess.Popen(_train_cmd("r"), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    wait_for(lambda: (len(_replica_dirs(out)) >= 2 and any(out.glob(".*.tmp-*"))) or proc.poll() is not None)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    done = _replica_dirs(out)
+    assert 2 <= len(done) < 5
+    assert all((d / "all_results.json").is_file() for d in done)  # a folder that exists is complete
+    # Ctrl-C during the next run: exit 130, the replica being trained leaves nothing behind.
+    proc = subprocess.Popen(_train_cmd("r"), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    wait_for(lambda: any(out.glob(f".*.tmp-{proc.pid}")) or proc.poll() is not None)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Interrupted" in err and "Traceback" not in err
+    assert not list(out.glob(".*.tmp-*"))  # the killed run's temp folder and the interrupted one are gone
+    final = subprocess.run(_train_cmd("r"), cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert final.returncode == 0, final.stderr
+    assert final.stderr.count("exists, reused") >= len(done)
+    assert len(_replica_dirs(out)) == 5
+    assert all((d / "all_results.json").is_file() for d in _replica_dirs(out))
