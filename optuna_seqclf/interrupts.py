@@ -1,4 +1,7 @@
-"""Ctrl-C that stops at a safe point. The only module that touches signals."""
+"""Ctrl-C (and SIGTERM, as a scheduler sends on preemption) that stops at a safe point.
+
+The only module that touches signals.
+"""
 
 from __future__ import annotations
 
@@ -33,14 +36,15 @@ class InterruptGate:
 
 @contextlib.contextmanager
 def gated_interrupts() -> Iterator[InterruptGate]:
-    """Install an ``InterruptGate`` as the SIGINT handler for the duration of the block."""
+    """Install an ``InterruptGate`` as the SIGINT and SIGTERM handler for the duration of the block."""
     gate = InterruptGate()
     try:
-        previous = signal.signal(signal.SIGINT, gate.handler)
+        previous = {sig: signal.signal(sig, gate.handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread: leave signals alone
         yield gate
         return
     try:
         yield gate
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

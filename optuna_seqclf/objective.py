@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 ERROR_ATTR = "error"
 DUPLICATE_ATTR = "duplicate_of"
+HISTORY_ATTR = "dev_history"  # [{"epoch", "f1", "accuracy", "loss"}, ...], one entry per epoch
 
 
 def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> HParams:
@@ -63,9 +64,15 @@ class Objective:
             raise optuna.TrialPruned(f"grid point already taken by trial {owner}")
         run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp))
 
+        history: list[dict[str, float]] = []
+
         def after_epoch(epoch: int, metrics: dict[str, float]) -> None:
             for name in ("f1", "accuracy", "loss"):
                 run.track(name, metrics[name], step=epoch, subset="eval", epoch=epoch)
+            # Intermediate values: optuna-dashboard draws them as learning curves; pruners read them.
+            trial.report(metrics["f1"], epoch)
+            history.append({"epoch": epoch, **{k: metrics[k] for k in ("f1", "accuracy", "loss")}})
+            trial.set_user_attr(HISTORY_ATTR, history)
             if self.on_epoch is not None:
                 self.on_epoch(trial, epoch, metrics)
 

@@ -21,7 +21,7 @@ from .errors import OutputError, StudyError
 from .interrupts import gated_interrupts
 from .model import StepHook
 from .report import best_trial, summarize
-from .study import StudyRecord, load_study, open_storage
+from .study import REPLICAS_ATTR, StudyRecord, load_study, open_storage
 from .tracking import Tracker, TrackingCallback, make_tracker
 from .tuning import Prepared, Progress, _silent, prepare
 
@@ -123,6 +123,7 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
         "params": asdict(hp), "seeds": list(seeds), "replicas": [asdict(r) for r in results], **summary,
     }
     _write_json_atomic(output_dir / SUMMARY_FILE, payload)
+    study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(output_dir.resolve())})  # for `report`
     return ReplicasResult(study_name, hp, float(best.value), output_dir, results, summary)
 
 

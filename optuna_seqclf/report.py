@@ -35,7 +35,7 @@ def best_trial(study: optuna.Study) -> FrozenTrial | None:
     return min(complete, key=key)
 
 
-def _grid(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+def rst_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     """An RST-style grid table, as the reference tool prints it."""
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
 
@@ -58,7 +58,7 @@ def grid_table(statuses: Sequence[PointStatus]) -> str:
         f1 = f"{st.complete.value:.6f}" if st.complete is not None and st.complete.value is not None \
             else st.state.lower()
         rows.append((str(i), f1, str(st.point.batch_size), f"{st.point.learning_rate:g}"))
-    return _grid(rows, ("", "F1-Score", "BatchSize", "LearningRate"))
+    return rst_table(rows, ("", "F1-Score", "BatchSize", "LearningRate"))
 
 
 def replicas_table(results: Sequence[ReplicaResult], summary: dict[str, dict[str, float]]) -> str:
@@ -68,7 +68,7 @@ def replicas_table(results: Sequence[ReplicaResult], summary: dict[str, dict[str
                  f"{mean['dev_f1']:.4f} ± {std['dev_f1']:.4f}",
                  f"{mean['test_f1']:.4f} ± {std['test_f1']:.4f}",
                  f"{mean['test_accuracy']:.4f} ± {std['test_accuracy']:.4f}"))
-    return _grid(rows, ("Seed", "Dev F1", "Test F1", "Test Accuracy"))
+    return rst_table(rows, ("Seed", "Dev F1", "Test F1", "Test Accuracy"))
 
 
 def summarize(results: Sequence[ReplicaResult]) -> dict[str, dict[str, float]]:

@@ -36,6 +36,8 @@ from .interrupts import InterruptGate
 from .objective import DUPLICATE_ATTR, ERROR_ATTR
 
 RECORD_ATTR = "seqclf"
+METRIC_NAME = "dev macro-F1"
+REPLICAS_ATTR = "replicas"  # set by ``train``: where the replicas went and their scores
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
 _log = logging.getLogger(__name__)
@@ -163,10 +165,10 @@ def open_storage(url: str, *, create_dirs: bool = False, must_exist: bool = Fals
             _use_wal(path)
         return storage
     except ModuleNotFoundError as exc:
-        raise StudyError(f"--storage {_redact(url)}: driver {exc.name!r} is not installed "
+        raise StudyError(f"--storage {redact(url)}: driver {exc.name!r} is not installed "
                          "(pip install 'optuna-seqclf[postgres]')") from None
     except Exception as exc:
-        raise StudyError(f"--storage {_redact(url)}: cannot open the storage ({first_line(exc)})") from None
+        raise StudyError(f"--storage {redact(url)}: cannot open the storage ({first_line(exc)})") from None
 
 
 def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> optuna.storages.RDBStorage:
@@ -200,7 +202,7 @@ def _use_wal(path: Path) -> None:
         con.execute("PRAGMA journal_mode=WAL")
 
 
-def _redact(url: str) -> str:
+def redact(url: str) -> str:
     if "@" in url and "://" in url:
         scheme, rest = url.split("://", 1)
         creds, host = rest.rsplit("@", 1)
@@ -220,7 +222,7 @@ def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str,
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
         hint = f" (studies there: {', '.join(names)})" if names else " (it holds no study)"
-        raise StudyError(f"no study {study_name!r} in {_redact(url)}{hint}; run `optuna-seqclf tune` first") from None
+        raise StudyError(f"no study {study_name!r} in {redact(url)}{hint}; run `optuna-seqclf tune` first") from None
 
 
 def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.storages.BaseStorage,
@@ -236,6 +238,9 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
             pass  # another machine created it a moment ago: load it below
         else:
             study.set_user_attr(RECORD_ATTR, record.to_json())
+            with warnings.catch_warnings():  # "experimental"; it names the objective in optuna-dashboard
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([METRIC_NAME])
             return study
     study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler)
     diffs = _wait_for_record(study).differences(record)
@@ -302,11 +307,19 @@ class PointStatus:
     complete: FrozenTrial | None
     running: bool
     errors: tuple[str, ...]
+    pruned: bool = False
+
+    @property
+    def finished(self) -> bool:
+        """COMPLETE, or stopped early by a pruner: either way not trained again."""
+        return self.complete is not None or self.pruned
 
     @property
     def state(self) -> str:
         if self.complete is not None:
             return "COMPLETE"
+        if self.pruned:
+            return "PRUNED"
         if self.running:
             return "RUNNING"
         if self.errors:
@@ -327,6 +340,7 @@ def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
             running=any(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in mine),
             errors=tuple(str(t.user_attrs[ERROR_ATTR]) for t in mine
                          if t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs),
+            pruned=any(t.state == TrialState.PRUNED for t in mine),
         ))
     return out
 
@@ -337,7 +351,7 @@ def next_point(study: optuna.Study, space: SearchSpace, max_retries: int) -> HPa
     if len(trials) < len(space):
         return True
     for status in point_status(study, space):
-        if status.complete is None and not status.running and len(status.errors) <= max_retries:
+        if not status.finished and not status.running and len(status.errors) <= max_retries:
             return status.point
     return False
 

@@ -78,7 +78,7 @@ class TuneResult:
 
     @property
     def failed_points(self) -> list[PointStatus]:
-        return [p for p in self.points if p.complete is None]
+        return [p for p in self.points if not p.finished]
 
 
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
@@ -101,7 +101,7 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
         recovered = recover_interrupted(study, alone=alone)
         if recovered:
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
-        todo = sum(1 for p in point_status(study, space) if p.complete is None)
+        todo = sum(1 for p in point_status(study, space) if not p.finished)
         if not todo:
             progress(f"Study {study_spec.study_name!r}: all {len(space)} grid points are complete; nothing to train")
             stats = LoopStats()
@@ -128,7 +128,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
 
     def on_trial(trial: FrozenTrial) -> None:
         trained["n"] += 1
-        done = sum(1 for p in point_status(study, space) if p.complete is not None)
+        done = sum(1 for p in point_status(study, space) if p.finished)
         p = trial.params
         head = f"trial {trial.number}: batch size {p.get('batch_size')}, learning rate {p.get('learning_rate'):g}"
         if trial.state == TrialState.COMPLETE:
