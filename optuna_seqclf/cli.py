@@ -13,6 +13,7 @@ import click
 from .config import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_LEARNING_RATES,
+    PRUNERS,
     DataSpec,
     SearchSpace,
     StudySpec,
@@ -103,6 +104,9 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--workers", default=1, show_default=True, type=int,
                      help="Train this many grid points at once, each in its own process (they share the CPU "
                           "cores, or one GPU each when several are visible)."),
+        click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True,
+                     help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
+                          "median, or hyperband (successive halving). Pruned points are not trained again."),
         click.option("--accept-changes", is_flag=True,
                      help="Continue a study even though its data, model or settings changed."),
     ]
@@ -139,7 +143,7 @@ def _tune_inputs(data_dir: Path, o: dict[str, Any]) -> tuple[StudySpec, DataSpec
     name = o["study_name"] or default_study_name(
         o["config_name"], DEFAULT_MODEL_NAME if o["model"] is None else settings.model, o["task_name"])
     spec = StudySpec(study_name=name, storage=o["storage"] or default_storage(name), config_name=o["config_name"],
-                     task_name=o["task_name"], max_retries=o["max_retries"])
+                     task_name=o["task_name"], max_retries=o["max_retries"], pruner=o["pruner"])
     data = DataSpec(data_dir, o["text_column"], o["label_column"], o["text_pair_column"])
     return spec, data, settings, space
 

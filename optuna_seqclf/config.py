@@ -20,6 +20,7 @@ DEFAULT_LEARNING_RATES: tuple[float, ...] = (
 )
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5)
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
+PRUNERS: tuple[str, ...] = ("none", "median", "hyperband")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -185,8 +186,11 @@ class StudySpec:
     config_name: str = "bert-custom"
     task_name: str = "sentiment"
     max_retries: int = 2
+    pruner: str = "none"
 
     def __post_init__(self) -> None:
+        if self.pruner not in PRUNERS:
+            raise ConfigError(f"--pruner {self.pruner!r}: use one of {', '.join(PRUNERS)}")
         check_name(self.study_name, "study name")
         check_name(self.config_name, "--config-name")
         check_name(self.task_name, "--task-name")

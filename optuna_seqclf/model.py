@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -47,6 +48,7 @@ class FineTuneResult:
     train_metrics: dict[str, float]
     dev: EvalResult
     history: list[dict[str, float]] = field(default_factory=list)
+    eval_seconds: float = 0.0  # dev evaluation, every epoch and final, in seconds
 
 
 def quiet_libraries() -> None:
@@ -281,8 +283,10 @@ def fine_tune(
     history: list[dict[str, float]] = []
     if on_step is not None:
         all_callbacks.append(_StepHookCallback(on_step))
+    epoch_eval = None
     if on_epoch is not None:
-        all_callbacks.append(_EpochEval(dev, tokenizer, settings.eval_batch_size, on_epoch, history))
+        epoch_eval = _EpochEval(dev, tokenizer, settings.eval_batch_size, on_epoch, history)
+        all_callbacks.append(epoch_eval)
     trainer = Trainer(
         model=model,
         args=_training_args(hp, settings, seed, output_dir, device, max(1, min(50, steps_per_epoch // 4))),
@@ -298,21 +302,36 @@ def fine_tune(
         if scratch is not None:
             scratch.cleanup()
     train_metrics = {k: float(v) for k, v in output.metrics.items()}
-    dev_result = evaluate(trainer.model, dev, tokenizer, settings.eval_batch_size)
-    return FineTuneResult(trainer.model, trainer, train_metrics, dev_result, history)
+    if epoch_eval is not None and epoch_eval.last_step == trainer.state.global_step:
+        dev_result, eval_seconds = epoch_eval.last, epoch_eval.seconds  # the last epoch's eval is the final one
+    else:
+        started = time.perf_counter()
+        dev_result = evaluate(trainer.model, dev, tokenizer, settings.eval_batch_size)
+        eval_seconds = time.perf_counter() - started + (epoch_eval.seconds if epoch_eval else 0.0)
+    assert dev_result is not None
+    return FineTuneResult(trainer.model, trainer, train_metrics, dev_result, history, eval_seconds)
 
 
 class _EpochEval(TrainerCallback):
-    """Evaluates dev at each epoch end and hands the metrics to ``hook``."""
+    """Evaluates dev at each epoch end and hands the metrics to ``hook``.
+
+    Keeps the last result and the step it was taken at: after the final epoch it is the final dev result.
+    """
 
     def __init__(self, dev: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, batch_size: int,
                  hook: EpochHook, history: list[dict[str, float]]) -> None:
         self.dev, self.tokenizer, self.batch_size, self.hook, self.history = dev, tokenizer, batch_size, hook, history
+        self.last: EvalResult | None = None
+        self.last_step = -1
+        self.seconds = 0.0
 
     def on_epoch_end(self, args: Any, state: Any, control: Any, model: torch.nn.Module | None = None,
                      **kwargs: Any) -> None:
         assert model is not None
-        metrics = evaluate(model, self.dev, self.tokenizer, self.batch_size).metrics
+        started = time.perf_counter()
+        self.last, self.last_step = evaluate(model, self.dev, self.tokenizer, self.batch_size), state.global_step
+        self.seconds += time.perf_counter() - started
+        metrics = self.last.metrics
         epoch = round(state.epoch or 0)
         self.history.append({"epoch": float(epoch), **metrics})
         self.hook(epoch, metrics)

@@ -73,6 +73,9 @@ class Objective:
             trial.report(metrics["f1"], epoch)
             history.append({"epoch": epoch, **{k: metrics[k] for k in ("f1", "accuracy", "loss")}})
             trial.set_user_attr(HISTORY_ATTR, history)
+            if trial.should_prune():  # never with the default pruner ("none")
+                trial.set_user_attr("pruned_after_epoch", epoch)
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} with dev F1 {metrics['f1']:.4f}")
             if self.on_epoch is not None:
                 self.on_epoch(trial, epoch, metrics)
 
@@ -94,6 +97,7 @@ class Objective:
         trial.set_user_attr("dev_micro_f1", metrics["micro_f1"])
         trial.set_user_attr("dev_loss", metrics["loss"])
         trial.set_user_attr("train_runtime", result.train_metrics.get("train_runtime", 0.0))
+        trial.set_user_attr("eval_runtime", result.eval_seconds)
         trial.set_user_attr("train_loss", result.train_metrics.get("train_loss", float("nan")))
         return metrics["f1"]
 

@@ -19,6 +19,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -215,10 +216,25 @@ def grid_sampler(space: SearchSpace, seed: int) -> optuna.samplers.GridSampler:
     return optuna.samplers.GridSampler(space.as_grid(), seed=seed)
 
 
+def make_pruner(name: str, epochs: float) -> optuna.pruners.BasePruner:
+    """Pruners act on the dev F1 reported after each epoch (a trial's steps are its epochs).
+
+    ``median``: stop a trial whose dev F1 after epoch k is below the median of earlier trials at epoch k
+    (after 5 trials have completed). ``hyperband``: successive halving brackets from 1 epoch to all epochs.
+    """
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, math.ceil(epochs)),
+                                              reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
 def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str,
-               sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
     try:
-        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler)
+        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
         hint = f" (studies there: {', '.join(names)})" if names else " (it holds no study)"
@@ -229,11 +245,12 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
                      *, accept_changes: bool = False) -> optuna.Study:
     """Create the study, or load it and refuse to mix trials built from different inputs."""
     sampler = grid_sampler(record.space(), record.seed)
+    pruner = make_pruner(spec.pruner, record.epochs)
     exists = any(s.study_name == spec.study_name for s in optuna.get_all_study_summaries(storage=storage))
     if not exists:
         try:
             study = optuna.create_study(study_name=spec.study_name, storage=storage, sampler=sampler,
-                                        direction="maximize")
+                                        pruner=pruner, direction="maximize")
         except optuna.exceptions.DuplicatedStudyError:
             pass  # another machine created it a moment ago: load it below
         else:
@@ -242,7 +259,7 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 study.set_metric_names([METRIC_NAME])
             return study
-    study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler)
+    study = optuna.load_study(study_name=spec.study_name, storage=storage, sampler=sampler, pruner=pruner)
     diffs = _wait_for_record(study).differences(record)
     if diffs and not accept_changes:
         raise StudyError(

@@ -29,6 +29,7 @@ from .study import (
     grid_sampler,
     load_study,
     local_study_lock,
+    make_pruner,
     open_storage,
     point_status,
     recover_interrupted,
@@ -135,6 +136,9 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
             secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
             eta = (time.monotonic() - started) / trained["n"] * (len(space) - done) / workers
             progress(f"[{done}/{len(space)}] {head}: dev F1 {trial.value:.4f} ({secs:.1f} s; ETA {eta / 60:.1f} min)")
+        elif trial.state == TrialState.PRUNED:
+            progress(f"[{done}/{len(space)}] {head}: pruned after epoch {trial.user_attrs.get('pruned_after_epoch')} "
+                     f"(dev F1 {trial.value if trial.value is not None else float('nan'):.4f})")
         else:
             progress(f"[{done}/{len(space)}] {head}: {trial.state.name} "
                      f"({trial.user_attrs.get(ERROR_ATTR, 'no reason recorded')})")
@@ -195,7 +199,8 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         settings = model_lib.assign_device(settings, index)
         prepared = prepare(data, settings)
         study = load_study(study_spec.study_name, open_storage(study_spec.storage), study_spec.storage,
-                           sampler=grid_sampler(space, settings.seed))
+                           sampler=grid_sampler(space, settings.seed),
+                           pruner=make_pruner(study_spec.pruner, settings.epochs))
         with local_study_lock(study_spec.storage):
             _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers)
     except SeqClfError as exc:
