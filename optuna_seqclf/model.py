@@ -9,6 +9,7 @@ keeps predictions in input order and uses a large batch.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import time
@@ -332,7 +333,7 @@ class _EpochEval(TrainerCallback):
         self.last, self.last_step = evaluate(model, self.dev, self.tokenizer, self.batch_size), state.global_step
         self.seconds += time.perf_counter() - started
         metrics = self.last.metrics
-        epoch = round(state.epoch or 0)
+        epoch = math.ceil((state.epoch or 0) - 1e-6)  # a last, partial epoch (with --max-steps) counts as one
         self.history.append({"epoch": float(epoch), **metrics})
         self.hook(epoch, metrics)
 

@@ -55,3 +55,16 @@ def test_no_track_writes_no_aim_repo(workdir: Path, tiny_model: Path) -> None:
                                       "--learning-rates", "1e-3", "--epochs", "1", "--no-track"])
     assert result.exit_code == 0, result.output
     assert not (workdir / "logs").exists()
+
+
+def test_without_aim_tracking_is_skipped_with_one_warning(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna_seqclf.tracking import NullTracker, make_tracker
+
+    monkeypatch.setitem(sys.modules, "aim", None)  # as on Python 3.13, where aim has no wheel: import fails
+    with pytest.warns(UserWarning, match="aim is not installed") as caught:
+        tracker = make_tracker(workdir / "logs", "exp")
+    assert isinstance(tracker, NullTracker) and len(caught) == 1
+    run = tracker.start("x", {"a": 1})
+    run.track("f1", 0.5, step=1, subset="eval")
+    run.close()
+    assert not (workdir / "logs").exists()

@@ -1,0 +1,105 @@
+"""P4: `optuna-seqclf tune` against `Trainer.hyperparameter_search(backend="optuna")` with its defaults.
+
+Same model, data, grid (Optuna's GridSampler over batch size x learning rate), metric (dev macro-F1) and
+epochs. The HF search runs as its documentation shows: a `model_init`, default TrainingArguments
+(random-order batches, checkpoints every 500 steps, evaluation by `trainer.evaluate()` after training).
+Both run in fresh processes, one after the other, in the same run of this script.
+
+    python bench/hf_search.py [--batch-sizes 16,32] [--learning-rates 5e-5,1e-4] [--epochs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+
+import _common
+
+HF_SEARCH = r'''
+import sys, time
+import numpy as np
+import optuna
+from sklearn.metrics import f1_score
+from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+sys.path.insert(0, sys.argv[6])
+from optuna_seqclf import DataSpec, TrainSettings, prepare
+from optuna_seqclf.data import encode_corpus
+
+data_dir, model_name, out, sizes, rates = sys.argv[1:6]
+epochs = float(sys.argv[7])
+prepared = prepare(DataSpec(data_dir), TrainSettings(model=model_name))
+enc = encode_corpus(prepared.corpus, prepared.tokenizer, 128)
+train, dev = enc.train.remove_columns("length"), enc.dev.remove_columns("length")
+grid = {"batch_size": [int(x) for x in sizes.split(",")], "learning_rate": [float(x) for x in rates.split(",")]}
+
+def model_init(trial=None):
+    return AutoModelForSequenceClassification.from_pretrained(model_name, num_labels=2)
+
+def hp_space(trial):
+    return {"per_device_train_batch_size": trial.suggest_categorical("batch_size", grid["batch_size"]),
+            "learning_rate": trial.suggest_categorical("learning_rate", grid["learning_rate"])}
+
+def metrics(p):
+    return {"f1": f1_score(p.label_ids, np.argmax(p.predictions, -1), average="macro")}
+
+args = TrainingArguments(output_dir=out, num_train_epochs=epochs, report_to="none", disable_tqdm=True)
+trainer = Trainer(model_init=model_init, args=args, train_dataset=train, eval_dataset=dev,
+                  processing_class=prepared.tokenizer, compute_metrics=metrics)
+n = len(grid["batch_size"]) * len(grid["learning_rate"])
+t0 = time.perf_counter()
+best = trainer.hyperparameter_search(hp_space=hp_space, compute_objective=lambda m: m["eval_f1"], n_trials=n,
+                                     direction="maximize", backend="optuna",
+                                     sampler=optuna.samplers.GridSampler(grid, seed=1))
+print("RESULT", time.perf_counter() - t0, best.objective, best.hyperparameters, flush=True)
+'''
+
+
+def _du_mb(path: str) -> float:
+    out = subprocess.run(["du", "-sm", path], capture_output=True, text=True)
+    return float(out.stdout.split()[0]) if out.returncode == 0 else 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", default="16,32")
+    parser.add_argument("--learning-rates", default="5e-5,1e-4")
+    parser.add_argument("--epochs", default="1")
+    args = parser.parse_args()
+
+    import optuna
+
+    model = _common.minilm()
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        hf = subprocess.run([sys.executable, "-c", HF_SEARCH, str(_common.SST2_2K), model, f"{tmp}/hf",
+                             args.batch_sizes, args.learning_rates, str(_common.ROOT), args.epochs],
+                            capture_output=True, text=True)
+        hf_wall = time.perf_counter() - started
+        if hf.returncode != 0:
+            sys.exit(hf.stderr[-3000:])
+        hf_best = hf.stdout.split("RESULT", 1)[1].strip()
+        hf_disk = _du_mb(f"{tmp}/hf")
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "optuna_seqclf", "tune", str(_common.SST2_2K), "--model", model,
+                        "--study-name", "p4", "--batch-sizes", args.batch_sizes, "--learning-rates",
+                        args.learning_rates, "--epochs", args.epochs, "--quiet"], cwd=tmp, check=True,
+                       stdout=subprocess.DEVNULL)
+        our_wall = time.perf_counter() - started
+        study = optuna.load_study(study_name="p4", storage=f"sqlite:///{tmp}/studies/p4.db")
+        ours_best = f"{study.best_value:.4f} {study.best_params}"
+        our_disk = _du_mb(f"{tmp}/studies") + _du_mb(f"{tmp}/logs")
+    _common.record("P4 optuna-seqclf tune vs Trainer.hyperparameter_search (optuna backend, defaults)", [
+        f"SST-2 2k, all-MiniLM-L6-v2, GridSampler over {args.batch_sizes} x {args.learning_rates}, "
+        f"{args.epochs} epoch(s), dev macro-F1; whole commands in fresh processes",
+        f"- Trainer.hyperparameter_search: {hf_wall:.1f} s, {hf_disk:.0f} MB written (best: {hf_best})",
+        f"- optuna-seqclf tune: {our_wall:.1f} s, {our_disk:.0f} MB written incl. study and Aim logs "
+        f"(best: {ours_best})",
+        f"- **speed-up: {hf_wall / our_wall:.2f}x** (target >= 2x without pruning)",
+    ])
+
+
+if __name__ == "__main__":
+    main()
