@@ -15,11 +15,11 @@ import _common
 
 
 def main() -> None:
+    import datasets  # noqa: F401  (imported before the baseline: its import is not the corpus)
+
     from optuna_seqclf import DataSpec
     from optuna_seqclf.data import encode_corpus, read_corpus
     from optuna_seqclf.model import load_tokenizer
-
-    import datasets  # noqa: F401  (imported before the baseline: its import is not the corpus)
 
     tokenizer = load_tokenizer(_common.minilm())
     before = _common.rss_mb()

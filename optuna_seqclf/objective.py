@@ -16,7 +16,7 @@ import optuna
 from .config import HParams, SearchSpace, TrainSettings
 from .errors import first_line
 from .model import StepHook, fine_tune
-from .tracking import Tracker, TrackingCallback
+from .tracking import Tracker, log_to
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -83,7 +83,7 @@ class Objective:
             result = fine_tune(
                 self.settings.model, self.tokenizer, self.encoded.train, self.encoded.dev,
                 self.corpus.id2label, hp, self.settings, self.settings.seed,
-                on_epoch=after_epoch, on_step=self.on_step, callbacks=[TrackingCallback(run)],
+                on_epoch=after_epoch, on_step=self.on_step, on_log=log_to(run),
             )
         except optuna.TrialPruned:
             raise

@@ -22,7 +22,7 @@ from .interrupts import gated_interrupts
 from .model import StepHook
 from .report import best_trial, summarize
 from .study import REPLICAS_ATTR, StudyRecord, load_study, open_storage
-from .tracking import Tracker, TrackingCallback, make_tracker
+from .tracking import Tracker, log_to, make_tracker
 from .tuning import Prepared, Progress, _silent, prepare
 
 COMPLETE_MARKER = "all_results.json"
@@ -155,16 +155,17 @@ def _train_one(prepared: Prepared, encoded: Any, settings: TrainSettings, hp: HP
         "learning_rate": hp.learning_rate, "seed": seed, "epochs": settings.epochs, "replica": True,
     })
     try:
+        tmp.mkdir(parents=True)  # the replica in progress; renamed into place when complete
         tuned = model_lib.fine_tune(
             settings.model, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label, hp, settings,
-            seed, output_dir=str(tmp), on_step=on_step, callbacks=[TrackingCallback(run)],
+            seed, on_step=on_step, on_log=log_to(run),
         )
         test = model_lib.evaluate(tuned.model, encoded.test, prepared.tokenizer, settings.eval_batch_size)
         for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
             for name in ("f1", "accuracy", "loss"):
                 run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)),
                           subset=split if split == "test" else "eval")
-        _write_replica(tmp, tuned, test, prepared, len(encoded.dev), len(encoded.test), task_name)
+        _write_replica(tmp, tuned, test, prepared, hp, settings, seed, task_name)
         os.replace(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -187,20 +188,42 @@ def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float
 
 
 def _write_replica(tmp: Path, tuned: model_lib.FineTuneResult, test: model_lib.EvalResult, prepared: Prepared,
-                   n_dev: int, n_test: int, task_name: str) -> None:
-    trainer = tuned.trainer
-    trainer.save_model(str(tmp))  # weights (safetensors), config.json with id2label, tokenizer
-    trainer.save_state()  # trainer_state.json; no optimizer state, no checkpoints
-    epoch = float(tuned.train_metrics.get("epoch", 0.0))
-    trainer.save_metrics("train", {**tuned.train_metrics, "train_samples": len(prepared.corpus.train)})
-    trainer.save_metrics("eval", _prefixed("eval", tuned.dev.metrics, n_dev, epoch))
-    trainer.save_metrics("test", _prefixed("test", test.metrics, n_test, epoch))
-    names = [prepared.corpus.label_names[i] for i in test.predictions]
+                   hp: HParams, settings: TrainSettings, seed: int, task_name: str) -> None:
+    """Every file of a replica, into ``tmp``; ``all_results.json`` last, as the mark of a complete replica."""
+    tuned.model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
+    prepared.tokenizer.save_pretrained(tmp)
+    corpus = prepared.corpus
+    epoch = float(tuned.train_metrics["epoch"])
+    results = {
+        "train": {**tuned.train_metrics, "train_samples": len(corpus.train)},
+        "eval": _prefixed("eval", tuned.dev.metrics, len(corpus.dev), epoch),
+        "test": _prefixed("test", test.metrics, len(corpus.test), epoch),
+    }
+    for split, metrics in results.items():
+        _write_json(tmp / f"{split}_results.json", metrics)
+    _write_json(tmp / "trainer_state.json", {
+        "global_step": int(tuned.train_metrics["global_step"]), "epoch": epoch, "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps, "train_batch_size": hp.batch_size,
+        "log_history": [*tuned.log_history, *({"eval_" + k: v for k, v in h.items()} for h in tuned.history)],
+    })
+    _write_json(tmp / "training_args.json", {
+        "model": settings.model, "tokenizer": settings.tokenizer_name, "per_device_train_batch_size": hp.batch_size,
+        "learning_rate": hp.learning_rate, "num_train_epochs": settings.epochs, "max_steps": settings.max_steps,
+        "max_seq_length": settings.max_seq_length, "seed": seed, "optimizer": "AdamW (torch, fused)",
+        "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": model_lib.MAX_GRAD_NORM,
+    })
+    names = [corpus.label_names[i] for i in test.predictions]
     (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     (tmp / f"predict_results_{task_name}.txt").write_text(
         "index\tprediction\n" + "".join(f"{i}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
-    if not (tmp / COMPLETE_MARKER).exists():
-        raise OSError(f"{COMPLETE_MARKER} missing after save")
+    merged: dict[str, float] = {}
+    for metrics in results.values():
+        merged.update(metrics)
+    _write_json(tmp / COMPLETE_MARKER, merged)
+
+
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def _read_replica(path: Path, seed: int) -> ReplicaResult:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
-
-from transformers import TrainerCallback
 
 _log = logging.getLogger(__name__)
 
@@ -91,14 +90,12 @@ def make_tracker(log_dir: Path | None, experiment: str) -> Tracker:
     return AimTracker(log_dir, experiment)
 
 
-class TrackingCallback(TrainerCallback):
-    """Forwards the Trainer's training-loss logs to a tracked run (context subset=train)."""
+def log_to(run: TrackedRun) -> Callable[[dict[str, float]], None]:
+    """A ``fine_tune`` log hook that tracks the training loss, learning rate and gradient norm (subset=train)."""
 
-    def __init__(self, run: TrackedRun) -> None:
-        self.run = run
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None,
-               **kwargs: Any) -> None:
+    def on_log(record: dict[str, float]) -> None:
         for key in ("loss", "learning_rate", "grad_norm"):
-            if logs and key in logs:
-                self.run.track(key, logs[key], step=state.global_step, subset="train", epoch=state.epoch)
+            if key in record:
+                run.track(key, record[key], step=int(record["step"]), subset="train", epoch=record.get("epoch"))
+
+    return on_log

@@ -183,7 +183,12 @@ def test_dashboard_beside_a_live_tune(workdir: Path, tiny_model: Path) -> None:
         summaries = _get_json(f"{base}/api/studies")["study_summaries"]
         assert [s["study_name"] for s in summaries] == ["live"]
         study_id = summaries[0]["study_id"]
-        detail = _get_json(f"{base}/api/studies/{study_id}")
+        deadline = time.monotonic() + 30  # the dashboard caches trial lists for 2 s
+        while True:
+            detail = _get_json(f"{base}/api/studies/{study_id}")
+            if {t["state"] for t in detail["trials"]} == {"Complete"} or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert len(detail["trials"]) == 6 and {t["state"] for t in detail["trials"]} == {"Complete"}
         assert {(p["batch_size"], p["learning_rate"]) for p in (
             {x["name"]: float(x["param_external_value"]) for x in t["params"]} for t in detail["trials"])} == {

@@ -5,15 +5,18 @@ input order, and the last epoch's dev evaluation reused as the final one is the 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import optuna_seqclf.model as model_lib
 import optuna_seqclf.tuning as tuning_lib
 from conftest import SST2_2K
 from optuna_seqclf import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings, prepare, tune
+from optuna_seqclf.batches import length_grouped_batches
 from optuna_seqclf.data import encode_corpus
 from optuna_seqclf.model import evaluate, fine_tune
 
@@ -25,27 +28,48 @@ def sst2(tiny_model: Path):  # type: ignore[no-untyped-def]
     return settings, prepared, encode_corpus(prepared.corpus, prepared.tokenizer, 64)
 
 
-def test_length_grouped_batches_cover_every_example_once_with_dynamic_padding(sst2) -> None:  # type: ignore[no-untyped-def]
+def test_length_grouped_batches_cover_every_example_once_with_dynamic_padding(
+        sst2, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     settings, prepared, encoded = sst2
     train = encoded.train.select(range(600))
-    result = fine_tune(settings.model, prepared.tokenizer, train, encoded.dev.select(range(50)),
-                       prepared.corpus.id2label, HParams(16, 1e-4), settings, seed=1)
-    loader = result.trainer.get_train_dataloader()  # the loader the trial trained with
     lengths = np.asarray(train["length"])
-    seen, spreads, widths = [], [], []
-    for batch in loader:
-        ids = batch["input_ids"]
+    batches: list[dict[str, torch.Tensor]] = []
+    rows_seen: list[int] = []
+    real_collate = model_lib.collate
+
+    def spy(split, rows, pad_id, multiple_of=1):  # type: ignore[no-untyped-def]
+        batch = real_collate(split, rows, pad_id, multiple_of)
+        if len(split) == len(train):  # training batches (evaluation batches the dev split)
+            rows_seen.extend(int(r) for r in rows)
+            batches.append(batch)
+        return batch
+
+    monkeypatch.setattr(model_lib, "collate", spy)
+    two_epochs = replace(settings, epochs=2)
+    fine_tune(settings.model, prepared.tokenizer, train, encoded.dev.select(range(50)),
+              prepared.corpus.id2label, HParams(16, 1e-4), two_epochs, seed=1)
+    assert len(rows_seen) == 2 * 600
+    first, second = rows_seen[:600], rows_seen[600:]
+    assert sorted(first) == sorted(second) == list(range(600))  # every example exactly once per epoch
+    assert first != second  # a fresh shuffle each epoch
+    spreads = []
+    for batch in batches:
         real = batch["attention_mask"].sum(dim=1)
-        widths.append(ids.shape[1])
-        assert ids.shape[1] == int(real.max())  # padded to the longest in the batch, not to a fixed length
-        seen += [tuple(row[: int(n)].tolist()) for row, n in zip(ids, real)]
+        assert batch["input_ids"].shape[1] == int(real.max()) <= 64  # padded to the batch's longest only
+        assert all(batch["input_ids"][i, int(n):].eq(prepared.tokenizer.pad_token_id).all() for i, n in enumerate(real))
         spreads.append(int(real.max() - real.min()))
-    expected = sorted(tuple(x) for x in train["input_ids"])
-    assert sorted(seen) == expected  # every example exactly once per epoch
-    assert max(widths) <= 64
+    assert int(batches[0]["attention_mask"].sum(dim=1).max()) == lengths.max()  # the longest batch first
     rng = np.random.default_rng(0)
     random_spread = np.mean([np.ptp(lengths[rng.permutation(len(lengths))[:16]]) for _ in range(200)])
     assert np.mean(spreads) < 0.5 * random_spread  # batches group similar lengths
+
+
+def test_batches_are_a_permutation_for_any_size() -> None:
+    lengths = np.random.default_rng(3).integers(1, 60, size=1234)
+    for batch_size in (1, 7, 32, 5000):
+        batches = length_grouped_batches(lengths, batch_size, np.random.default_rng(1))
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1234))
+        assert all(len(b) <= batch_size for b in batches)
 
 
 def test_corpus_is_tokenised_once_per_study_and_trials_write_no_checkpoints(
