@@ -109,3 +109,18 @@ def test_evaluation_keeps_input_order_and_final_eval_is_the_last_epochs(sst2) ->
         one_by_one = [int(result.model(input_ids=torch.tensor([row["input_ids"]])).logits.argmax())
                       for row in dev]
     assert fresh.predictions.tolist() == one_by_one
+
+
+@pytest.mark.parametrize("scale", [0.001, 5.0])  # below and above the clipping norm
+def test_cheaper_gradient_clipping_matches_torch(scale: float) -> None:
+    from optuna_seqclf.model import MAX_GRAD_NORM, _clip_gradients
+
+    torch.manual_seed(0)
+    ours = [torch.nn.Parameter(torch.randn(50, 40)) for _ in range(3)]
+    theirs = [torch.nn.Parameter(p.detach().clone()) for p in ours]
+    for a, b in zip(ours, theirs):
+        a.grad = torch.randn_like(a) * scale
+        b.grad = a.grad.clone()
+    expected = torch.nn.utils.clip_grad_norm_(theirs, MAX_GRAD_NORM)
+    assert float(_clip_gradients(ours, torch.device("cpu"))) == pytest.approx(float(expected))
+    assert all(torch.allclose(a.grad, b.grad) for a, b in zip(ours, theirs))
