@@ -80,7 +80,8 @@ def main() -> None:
         hf_wall = time.perf_counter() - started
         if hf.returncode != 0:
             sys.exit(hf.stderr[-3000:])
-        hf_best = hf.stdout.split("RESULT", 1)[1].strip()
+        search_s, objective, params = hf.stdout.split("RESULT", 1)[1].strip().split(" ", 2)
+        hf_best = f"{float(objective):.4f} {params}; the search alone {float(search_s):.1f} s"
         hf_disk = _du_mb(f"{tmp}/hf")
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "optuna_seqclf", "tune", str(_common.SST2_2K), "--model", model,
