@@ -96,11 +96,21 @@ class StudyRecord:
         return json.loads(json.dumps(asdict(self)))
 
     def differences(self, other: StudyRecord) -> list[str]:
-        return [
-            f"{name}: study has {getattr(self, name)!r}, now {getattr(other, name)!r}"
-            for name in self.IDENTITY
-            if getattr(self, name) != getattr(other, name)
-        ]
+        """What differs, in words a user can act on (the data by folder, not by hash)."""
+        out = []
+        for name in self.IDENTITY:
+            old, new = getattr(self, name), getattr(other, name)
+            if old == new:
+                continue
+            if name == "data_fingerprint":
+                where = (f"the study was tuned on {self.data_dir}" if self.data_dir != other.data_dir
+                         else f"the files in {other.data_dir} changed since the study was tuned")
+                out.append(f"data: {where}")
+            elif name in ("batch_sizes", "learning_rates"):
+                out.append(f"{name.replace('_', ' ')}: study has {_short(old)}, now {_short(new)}")
+            else:
+                out.append(f"{name}: study has {old!r}, now {new!r}")
+        return out
 
     def data_spec(self) -> DataSpec:
         return DataSpec(Path(self.data_dir), self.text_column, self.label_column, self.text_pair_column)
@@ -111,6 +121,10 @@ class StudyRecord:
 
     def space(self) -> SearchSpace:
         return SearchSpace(self.batch_sizes, self.learning_rates)
+
+
+def _short(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 # --- storage -----------------------------------------------------------------------------------
@@ -264,7 +278,7 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
     if diffs and not accept_changes:
         raise StudyError(
             f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "
-            "use a new --study-name, or --accept-changes to continue it anyway"
+            "use another --study-name (or --task-name), or --accept-changes to continue it anyway"
         )
     if diffs:
         study.set_user_attr(RECORD_ATTR, record.to_json())

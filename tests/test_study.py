@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import optuna
@@ -111,11 +112,24 @@ def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_mod
 
 def test_resume_refuses_changed_inputs(workdir: Path, tiny_model: Path) -> None:
     tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
-    with pytest.raises(StudyError, match=r"epochs: study has 1\.0, now 2\.0.*use a new --study-name"):
+    with pytest.raises(StudyError, match=r"epochs: study has 1\.0, now 2\.0.*use another --study-name"):
         tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model, epochs=2), SearchSpace((8,), (1e-3,)),
              log_dir=None)
-    with pytest.raises(StudyError, match=r"batch_sizes: study has \(8,\), now \(8, 16\)"):
+    with pytest.raises(StudyError, match=r"batch sizes: study has 8, now 8,16"):
         tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8, 16), (1e-3,)), log_dir=None)
+    other = workdir / "other-data"
+    shutil.copytree(EXAMPLE_DATA, other)
+    # The same files in another folder are the same data: the study goes on.
+    tune(_spec(), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+    with (other / "dev.txt").open("a", encoding="utf-8") as fh:
+        fh.write("one more sentence\t1\n")
+    with pytest.raises(StudyError, match=rf"data: the study was tuned on {EXAMPLE_DATA}\)?;?"):
+        tune(_spec(), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+    tune(_spec("o"), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+    with (other / "dev.txt").open("a", encoding="utf-8") as fh:
+        fh.write("and another\t0\n")
+    with pytest.raises(StudyError, match=rf"data: the files in {other} changed since the study was tuned"):
+        tune(_spec("o"), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
     assert len(_load().get_trials()) == 1
 
 
