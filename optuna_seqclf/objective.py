@@ -7,6 +7,7 @@ it and retry the point.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 ERROR_ATTR = "error"
 DUPLICATE_ATTR = "duplicate_of"
+FIXED_PARAMS = "fixed_params"  # Optuna's system attr on an enqueued trial
 HISTORY_ATTR = "dev_history"  # [{"epoch", "f1", "accuracy", "loss"}, ...], one entry per epoch
 
 
@@ -35,13 +37,40 @@ def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> HParams:
     )
 
 
-def _owner_of(trial: optuna.Trial, hp: HParams) -> int | None:
-    """The number of an earlier trial already running or done for ``hp`` (a race between workers)."""
+def claimed_point(trial: optuna.trial.FrozenTrial) -> HParams | None:
+    """The grid point a trial trains: its params, or the point it was enqueued with before it suggests them."""
+    return HParams.of_trial(trial.params) or HParams.of_trial(trial.system_attrs.get(FIXED_PARAMS, {}))
+
+
+def _is_overflow(trial: optuna.Trial, space: SearchSpace) -> bool:
+    """A trial the GridSampler made beyond the grid's size (several workers saw the first pass unfinished).
+
+    Its point would be a random one, maybe taken: such a trial trains nothing. Retries are enqueued, so
+    they carry ``fixed_params`` and are never overflow.
+    """
+    if trial.number < len(space):
+        return False
+    mine = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    return FIXED_PARAMS not in mine.system_attrs
+
+
+def _owner_of(trial: optuna.Trial, hp: HParams, wait_s: float = 30.0) -> int | None:
+    """The number of an earlier trial already running or done for ``hp`` (a race between workers).
+
+    An earlier trial that is running but has not said its point yet (it was created a moment ago) is
+    waited for, up to ``wait_s`` (a worker that died right then costs that wait, not a duplicate).
+    """
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING)
-    for other in trial.study.get_trials(deepcopy=False, states=states):
-        if other.number < trial.number and HParams.of_trial(other.params) == hp:
-            return other.number
-    return None
+    deadline = time.monotonic() + wait_s
+    while True:
+        earlier = [t for t in trial.study.get_trials(deepcopy=False, states=states) if t.number < trial.number]
+        for other in earlier:
+            if claimed_point(other) == hp:
+                return other.number
+        unknown = [t for t in earlier if t.state == optuna.trial.TrialState.RUNNING and claimed_point(t) is None]
+        if not unknown or time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
 
 
 @dataclass
@@ -57,6 +86,9 @@ class Objective:
     on_step: StepHook | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if _is_overflow(trial, self.space):
+            trial.set_user_attr(DUPLICATE_ATTR, "beyond the grid")
+            raise optuna.TrialPruned("the grid's first pass was already handed out to other trials")
         hp = suggest_hparams(trial, self.space)
         owner = _owner_of(trial, hp)
         if owner is not None:

@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
 from .errors import ConfigError, StudyError, first_line
 from .interrupts import InterruptGate
-from .objective import DUPLICATE_ATTR, ERROR_ATTR
+from .objective import DUPLICATE_ATTR, ERROR_ATTR, claimed_point
 
 RECORD_ATTR = "seqclf"
 METRIC_NAME = "dev macro-F1"
@@ -363,7 +363,7 @@ def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
     trials = [t for t in study.get_trials(deepcopy=False) if DUPLICATE_ATTR not in t.user_attrs]
     out = []
     for point in space.points():
-        mine = [t for t in trials if HParams.of_trial(t.params) == point]
+        mine = [t for t in trials if claimed_point(t) == point]
         complete = [t for t in mine if t.state == TrialState.COMPLETE]
         out.append(PointStatus(
             point=point,
