@@ -68,11 +68,21 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
+def _tune_cmd(model: Path, name: str, storage: str, workers: int) -> list[str]:
+    return [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
+            "--study-name", name, "--storage", storage, "--epochs", "2", "--no-track",
+            "--workers", str(workers), *GRID]
+
+
 def _tune(model: Path, name: str, storage: str, workers: int) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
-           "--study-name", name, "--storage", storage, "--epochs", "2", "--no-track",
-           "--workers", str(workers), *GRID]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(_tune_cmd(model, name, storage, workers), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _values(storage: str, name: str) -> dict[tuple[int, float], float]:
+    study = optuna.load_study(study_name=name, storage=storage)
+    return {(t.params["batch_size"], t.params["learning_rate"]): t.value
+            for t in study.get_trials(states=(TrialState.COMPLETE,))}
 
 
 def _check_grid(storage: str, name: str) -> None:
@@ -94,6 +104,12 @@ def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
     assert "database is locked" not in err and "Traceback" not in err
     _check_grid(storage, "w")
     assert "Best Configuration is" in out
+    # Determinism: the same dev F1 per point as one process alone (workers here get 1 thread each).
+    alone = f"sqlite:///{workdir / 'alone.db'}"
+    single = subprocess.run([*_tune_cmd(tiny_model, "alone", alone, workers=1), "--threads", "1"],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr
+    assert _values(storage, "w") == _values(alone, "alone")
 
 
 @pytest.mark.postgres
