@@ -94,7 +94,11 @@ class Objective:
         if owner is not None:
             trial.set_user_attr(DUPLICATE_ATTR, owner)
             raise optuna.TrialPruned(f"grid point already taken by trial {owner}")
-        run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp))
+        try:
+            run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp))
+        except Exception as exc:  # recorded, so `studies`/`report` say why the point failed
+            trial.set_user_attr(ERROR_ATTR, f"tracking: {type(exc).__name__}: {first_line(exc)}")
+            raise
 
         history: list[dict[str, float]] = []
 

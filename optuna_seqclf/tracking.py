@@ -7,9 +7,10 @@ indexes it explicitly.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,7 +56,8 @@ class _AimRun:
         repo = self._run.repo
         self._run.close()
         try:  # aim >= 3.29: a closed run is invisible to readers until indexed
-            RepoIndexManager.get_index_manager(repo).index(run_hash)
+            with _exclusive(Path(self._repo_path) / ".aim-index.lock"):  # one writer of the index at a time
+                RepoIndexManager.get_index_manager(repo).index(run_hash)
         except Exception as exc:  # indexing is a convenience; `aim up` indexes too
             _log.warning("Aim run %s saved but not indexed (%s); `aim up` will index it", run_hash, exc)
 
@@ -69,12 +71,41 @@ class AimTracker:
     def start(self, name: str, hparams: dict[str, Any]) -> TrackedRun:
         from aim import Run
 
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+        _ensure_repo(self.log_dir)
         run = Run(repo=str(self.log_dir), experiment=self.experiment, log_system_params=False,
                   system_tracking_interval=None, capture_terminal_logs=False)
         run.name = name
         run["hparams"] = hparams
         return _AimRun(run, str(self.log_dir))
+
+
+def _ensure_repo(log_dir: Path) -> None:
+    """Create the Aim repo at ``log_dir`` once, even when several workers start on a new folder at once.
+
+    Aim's own creation is not safe against that: a process opening the repo while another is still
+    creating it fails with "repository ... is out of date". Creation runs under an exclusive file lock.
+    """
+    from aim import Repo
+
+    if (log_dir / ".aim" / "VERSION").exists():
+        return
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(log_dir / ".aim-init.lock"):
+        if not (log_dir / ".aim" / "VERSION").exists():
+            Repo.from_path(str(log_dir), init=True)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` across processes (POSIX flock; no-op where there is none)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
 
 
 def make_tracker(log_dir: Path | None, experiment: str) -> Tracker:

@@ -68,3 +68,33 @@ def test_without_aim_tracking_is_skipped_with_one_warning(workdir: Path, monkeyp
     run.track("f1", 0.5, step=1, subset="eval")
     run.close()
     assert not (workdir / "logs").exists()
+
+
+RACE = """
+import sys, time
+from pathlib import Path
+from optuna_seqclf.tracking import make_tracker
+start_at = float(sys.argv[2])
+time.sleep(max(0.0, start_at - time.time()))
+run = make_tracker(Path(sys.argv[1]), "race").start(f"race/{sys.argv[3]}", {"i": sys.argv[3]})
+run.track("f1", 0.5, step=1, subset="eval")
+run.close()
+"""
+
+
+def test_workers_starting_together_share_one_new_aim_repo(tmp_path: Path) -> None:
+    """Worker processes that open a fresh log folder at the same moment all get their run saved."""
+    pytest.importorskip("aim")
+    import time
+
+    for attempt in range(3):
+        logs = tmp_path / f"logs{attempt}"
+        start_at = time.time() + 4.0  # after every interpreter has imported aim
+        procs = [subprocess.Popen([sys.executable, "-c", RACE, str(logs), str(start_at), str(i)],
+                                  stderr=subprocess.PIPE, text=True) for i in range(4)]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 4, errors
+        read = subprocess.run([sys.executable, "-c", READ_BACK, str(logs)], capture_output=True, text=True,
+                              timeout=120)
+        assert read.returncode == 0, read.stderr
+        assert sorted(r["name"] for r in json.loads(read.stdout)) == [f"race/{i}" for i in range(4)]
