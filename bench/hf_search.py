@@ -5,7 +5,10 @@ epochs. The HF search runs as its documentation shows: a `model_init`, default T
 (random-order batches, checkpoints every 500 steps, evaluation by `trainer.evaluate()` after training).
 Both run in fresh processes, one after the other, in the same run of this script.
 
-    python bench/hf_search.py [--batch-sizes 16,32] [--learning-rates 5e-5,1e-4] [--epochs 1]
+    python bench/hf_search.py [--batch-sizes 16,32] [--learning-rates 5e-5,1e-4] [--epochs 1] [--workers 1,2]
+
+``--workers 1,2`` times our command once per value: with 2 workers on 2 cores, two trials train at
+once with one torch thread each instead of one trial with two threads.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="16,32")
     parser.add_argument("--learning-rates", default="5e-5,1e-4")
     parser.add_argument("--epochs", default="1")
+    parser.add_argument("--workers", default="1", help="comma-separated: one run of ours per value")
     args = parser.parse_args()
 
     import optuna
@@ -83,24 +87,28 @@ def main() -> None:
         search_s, objective, params = hf.stdout.split("RESULT", 1)[1].strip().split(" ", 2)
         hf_best = f"{float(objective):.4f} {params}; the search alone {float(search_s):.1f} s"
         hf_disk = _du_mb(f"{tmp}/hf")
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "optuna_seqclf", "tune", str(_common.SST2_2K), "--model", model,
-                        "--study-name", "p4", "--batch-sizes", args.batch_sizes, "--learning-rates",
-                        args.learning_rates, "--epochs", args.epochs, "--quiet"], cwd=tmp, check=True,
-                       stdout=subprocess.DEVNULL)
-        our_wall = time.perf_counter() - started
-        study = optuna.load_study(study_name="p4", storage=f"sqlite:///{tmp}/studies/p4.db")
-        ours_best = f"{study.best_value:.4f} {study.best_params}"
+        ours = []
+        for workers in [int(w) for w in args.workers.split(",")]:
+            name = f"p4w{workers}"
+            started = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "optuna_seqclf", "tune", str(_common.SST2_2K), "--model", model,
+                            "--study-name", name, "--batch-sizes", args.batch_sizes, "--learning-rates",
+                            args.learning_rates, "--epochs", args.epochs, "--workers", str(workers), "--quiet"],
+                           cwd=tmp, check=True, stdout=subprocess.DEVNULL)
+            wall = time.perf_counter() - started
+            study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/studies/{name}.db")
+            ours.append((workers, wall, f"{study.best_value:.4f} {study.best_params}"))
         our_disk = _du_mb(f"{tmp}/studies") + _du_mb(f"{tmp}/logs")
-    _common.record("P4 optuna-seqclf tune vs Trainer.hyperparameter_search (optuna backend, defaults)", [
+    lines = [
         f"SST-2 2k, all-MiniLM-L6-v2, GridSampler over {args.batch_sizes} x {args.learning_rates}, "
         f"{args.epochs} epoch(s), dev macro-F1; whole commands in fresh processes",
         f"- Trainer.hyperparameter_search: {hf_wall:.1f} s, {hf_disk:.0f} MB written (best: {hf_best})",
-        f"- optuna-seqclf tune: {our_wall:.1f} s, {our_disk:.0f} MB written incl. study and Aim logs "
-        f"(best: {ours_best})",
-        f"- **speed-up: {hf_wall / our_wall:.2f}x** (target >= 2x without pruning)",
-    ])
-
+        f"- optuna-seqclf tune, all its runs: {our_disk:.0f} MB written incl. studies and Aim logs",
+    ]
+    for workers, wall, best in ours:
+        lines += [f"- optuna-seqclf tune --workers {workers}: {wall:.1f} s (best: {best}); "
+                  f"**speed-up: {hf_wall / wall:.2f}x** (target >= 2x without pruning)"]
+    _common.record("P4 optuna-seqclf tune vs Trainer.hyperparameter_search (optuna backend, defaults)", lines)
 
 if __name__ == "__main__":
     main()

@@ -106,7 +106,7 @@ def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
                           "cores, or one GPU each when several are visible)."),
         click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True,
                      help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
-                          "median, or hyperband (successive halving). Pruned points are not trained again."),
+                          "median, halving (successive halving) or hyperband. Pruned points are not trained again."),
         click.option("--accept-changes", is_flag=True,
                      help="Continue a study even though its data, model or settings changed."),
     ]

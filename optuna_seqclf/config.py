@@ -20,7 +20,7 @@ DEFAULT_LEARNING_RATES: tuple[float, ...] = (
 )
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5)
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
-PRUNERS: tuple[str, ...] = ("none", "median", "hyperband")
+PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 

@@ -200,7 +200,7 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         prepared = prepare(data, settings)
         study = load_study(study_spec.study_name, open_storage(study_spec.storage), study_spec.storage,
                            sampler=grid_sampler(space, settings.seed),
-                           pruner=make_pruner(study_spec.pruner, settings.epochs))
+                           pruner=make_pruner(study_spec.pruner, settings.epochs, len(space)))
         with local_study_lock(study_spec.storage):
             _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers)
     except SeqClfError as exc:

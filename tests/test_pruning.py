@@ -23,7 +23,7 @@ class _PruneLearningRate(optuna.pruners.BasePruner):
 
 def test_pruned_points_stop_early_and_are_not_retrained(workdir: Path, tiny_model: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("optuna_seqclf.study.make_pruner", lambda name, epochs: _PruneLearningRate())
+    monkeypatch.setattr("optuna_seqclf.study.make_pruner", lambda *args: _PruneLearningRate())
     args = ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--study-name", "p", "--epochs", "3",
             "--no-track", "--batch-sizes", "8,16", "--learning-rates", "1e-3,1e-4", "--pruner", "median"]
     result = CliRunner().invoke(cli, args)
@@ -51,9 +51,14 @@ def test_pruned_points_stop_early_and_are_not_retrained(workdir: Path, tiny_mode
 
 
 def test_pruners_are_optuna_pruners_on_epochs() -> None:
-    assert isinstance(make_pruner("none", 4), optuna.pruners.NopPruner)
-    assert isinstance(make_pruner("median", 4), optuna.pruners.MedianPruner)
-    hyperband = make_pruner("hyperband", 4)
+    assert isinstance(make_pruner("none", 4, 36), optuna.pruners.NopPruner)
+    median = make_pruner("median", 4, 36)
+    assert isinstance(median, optuna.pruners.MedianPruner) and median._n_startup_trials == 4
+    assert make_pruner("median", 4, 12)._n_startup_trials == 2  # a small grid is not spent on start-up trials
+    assert make_pruner("median", 4, 100)._n_startup_trials == 5
+    halving = make_pruner("halving", 4, 36)
+    assert isinstance(halving, optuna.pruners.SuccessiveHalvingPruner)
+    hyperband = make_pruner("hyperband", 4, 36)
     assert isinstance(hyperband, optuna.pruners.HyperbandPruner)
     assert hyperband._max_resource == 4 and hyperband._min_resource == 1
 
@@ -61,3 +66,25 @@ def test_pruners_are_optuna_pruners_on_epochs() -> None:
 def test_unknown_pruner_is_a_usage_error(workdir: Path) -> None:
     result = CliRunner().invoke(cli, ["tune", str(EXAMPLE_DATA), "--model", "x", "--pruner", "sometimes"])
     assert result.exit_code == 2 and "sometimes" in result.output
+
+
+def test_halving_stops_points_outside_the_top_third_after_their_first_epoch() -> None:
+    """Our rung layout on epochs: the first rung is epoch 1, the next epoch 3."""
+    study = optuna.create_study(direction="maximize", pruner=make_pruner("halving", 4, 12))
+    curves = [0.80, 0.50, 0.60, 0.90, 0.40, 0.85]  # dev F1 after epoch 1; later epochs add 0.01 each
+    stopped_after = []
+    for first in curves:
+        trial = study.ask()
+        for epoch in range(1, 5):
+            trial.report(first + 0.01 * (epoch - 1), epoch)
+            if trial.should_prune():
+                stopped_after.append(epoch)
+                study.tell(trial, state=TrialState.PRUNED)
+                break
+        else:
+            stopped_after.append(None)
+            study.tell(trial, first + 0.03)
+    # best so far at its first rung (1st, 4th), or in the top third of 6 (6th: 0.85 is 2nd of 6): go on
+    assert stopped_after[1] == stopped_after[2] == stopped_after[4] == 1
+    assert stopped_after[0] is None and stopped_after[3] is None
+    assert stopped_after[5] in (None, 3)
