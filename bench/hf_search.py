@@ -60,6 +60,18 @@ print("RESULT", time.perf_counter() - t0, best.objective, best.hyperparameters, 
 '''
 
 
+def run_hf_search(model: str, out: str, batch_sizes: str, rates: str, epochs: str) -> tuple[float, float, str, float]:
+    """Run HF_SEARCH in a fresh process: (wall s, best objective, best hyperparameters, search-only s)."""
+    started = time.perf_counter()
+    hf = subprocess.run([sys.executable, "-c", HF_SEARCH, str(_common.SST2_2K), model, out, batch_sizes, rates,
+                         str(_common.ROOT), epochs], capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if hf.returncode != 0:
+        sys.exit(hf.stderr[-3000:])
+    search_s, objective, params = hf.stdout.split("RESULT", 1)[1].strip().split(" ", 2)
+    return wall, float(objective), params, float(search_s)
+
+
 def _du_mb(path: str) -> float:
     out = subprocess.run(["du", "-sm", path], capture_output=True, text=True)
     return float(out.stdout.split()[0]) if out.returncode == 0 else 0.0
@@ -77,15 +89,9 @@ def main() -> None:
 
     model = _common.minilm()
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        hf = subprocess.run([sys.executable, "-c", HF_SEARCH, str(_common.SST2_2K), model, f"{tmp}/hf",
-                             args.batch_sizes, args.learning_rates, str(_common.ROOT), args.epochs],
-                            capture_output=True, text=True)
-        hf_wall = time.perf_counter() - started
-        if hf.returncode != 0:
-            sys.exit(hf.stderr[-3000:])
-        search_s, objective, params = hf.stdout.split("RESULT", 1)[1].strip().split(" ", 2)
-        hf_best = f"{float(objective):.4f} {params}; the search alone {float(search_s):.1f} s"
+        hf_wall, objective, params, search_s = run_hf_search(model, f"{tmp}/hf", args.batch_sizes,
+                                                             args.learning_rates, args.epochs)
+        hf_best = f"{objective:.4f} {params}; the search alone {search_s:.1f} s"
         hf_disk = _du_mb(f"{tmp}/hf")
         ours = []
         for workers in [int(w) for w in args.workers.split(",")]:

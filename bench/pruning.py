@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 import _common
-from hf_search import HF_SEARCH
+from hf_search import run_hf_search
 
 DEFAULT_RATES = "1e-3,1e-4,1e-5,1e-6,3e-3,3e-4,3e-5,3e-6,5e-3,5e-4,5e-5,5e-6"
 
@@ -72,16 +72,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hf_line, hf_wall = None, None
         if args.hf:
-            started = time.perf_counter()
-            hf = subprocess.run([sys.executable, "-c", HF_SEARCH, str(_common.SST2_2K), model, f"{tmp}/hf",
-                                 args.batch_sizes, args.learning_rates, str(_common.ROOT), args.epochs],
-                                capture_output=True, text=True)
-            hf_wall = time.perf_counter() - started
-            if hf.returncode != 0:
-                sys.exit(hf.stderr[-3000:])
-            _, objective, params = hf.stdout.split("RESULT", 1)[1].strip().split(" ", 2)
+            hf_wall, objective, params, _ = run_hf_search(model, f"{tmp}/hf", args.batch_sizes,
+                                                          args.learning_rates, args.epochs)
             hf_line = (f"- Trainer.hyperparameter_search (defaults, no pruning): {hf_wall:.1f} s "
-                       f"(best {float(objective):.4f} {params})")
+                       f"(best {objective:.4f} {params})")
         full = _tune(tmp, model, args, "none", n_train)
         pruned = {p: _tune(tmp, model, args, p, n_train) for p in args.pruners.split(",")}
 

@@ -187,7 +187,7 @@ def tune(data_dir: Path, **o: Any) -> None:
     spec, data, settings, space = _tune_inputs(data_dir, o)
     console = Console(o["quiet"])
     result = tune_study(spec, data, settings, space, log_dir=_tracking_dir(o), accept_changes=o["accept_changes"],
-                        progress=console.line, on_step=console.step_hook, workers=o["workers"])
+                        progress=console.progress, on_step=console.step_hook, workers=o["workers"])
     _print_tune_result(result, settings.model)
 
 
@@ -253,7 +253,7 @@ def run(data_dir: Path, output_dir: Path, seeds: str, **o: Any) -> None:
     console = Console(o["quiet"])
     tracking = _tracking_dir(o)
     result = tune_study(spec, data, settings, space, log_dir=tracking, accept_changes=o["accept_changes"],
-                        progress=console.line, on_step=console.step_hook, prepared=prepared, workers=o["workers"])
+                        progress=console.progress, on_step=console.step_hook, prepared=prepared, workers=o["workers"])
     _print_tune_result(result, settings.model)
     replicas = train_replicas(spec.study_name, spec.storage, output_dir, seed_list,
                               overrides={"threads": settings.threads, "device": settings.device,

@@ -7,6 +7,7 @@ silences both. The library never prints: it calls ``line`` and ``step``, which t
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 import click
@@ -31,6 +32,11 @@ class Console:
             return
         self._clear_bar()
         click.echo(message, file=self.stream)
+
+    @property
+    def progress(self) -> Callable[[str], None] | None:
+        """``line``, or None under ``--quiet`` (so worker processes stay quiet too)."""
+        return None if self.quiet else self.line
 
     @property
     def step_hook(self) -> StepHook | None:

@@ -83,7 +83,7 @@ class TuneResult:
 
 
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
-         *, log_dir: Path | None = Path("logs"), accept_changes: bool = False, progress: Progress = _silent,
+         *, log_dir: Path | None = Path("logs"), accept_changes: bool = False, progress: Progress | None = None,
          prepared: Prepared | None = None, workers: int = 1, on_step: StepHook | None = None) -> TuneResult:
     """Run the grid study, or continue it: points already COMPLETE are never trained again.
 
@@ -93,6 +93,7 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     """
     if workers < 1:
         raise ConfigError(f"--workers must be 1 or more, got {workers}")
+    progress = progress or _silent  # workers print nothing either when there is no progress to show
     space = space or SearchSpace()
     prepared = prepared or prepare(data, settings)
     storage = open_storage(study_spec.storage, create_dirs=True)

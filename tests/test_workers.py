@@ -68,14 +68,14 @@ def postgres_url() -> Iterator[str]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _tune_cmd(model: Path, name: str, storage: str, workers: int) -> list[str]:
+def _tune_cmd(model: Path, name: str, storage: str, workers: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
-            "--study-name", name, "--storage", storage, "--epochs", "2", "--no-track",
-            "--workers", str(workers), *GRID]
+            "--study-name", name, "--storage", storage, "--epochs", "2", "--workers", str(workers), *GRID,
+            *(extra or ("--no-track",))]
 
 
-def _tune(model: Path, name: str, storage: str, workers: int) -> subprocess.Popen[str]:
-    return subprocess.Popen(_tune_cmd(model, name, storage, workers), stdout=subprocess.PIPE,
+def _tune(model: Path, name: str, storage: str, workers: int, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(_tune_cmd(model, name, storage, workers, *extra), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
 
 
@@ -98,11 +98,13 @@ def _check_grid(storage: str, name: str) -> None:
 
 def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
     storage = f"sqlite:///{workdir / 'shared.db'}"
-    proc = _tune(tiny_model, "w", storage, workers=4)
+    # Aim on, into a new folder: the 4 workers create its repo at the same moment (that once failed a trial).
+    proc = _tune(tiny_model, "w", storage, 4, "--log-dir", str(workdir / "aimlogs"))
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err
-    assert "database is locked" not in err and "Traceback" not in err
+    assert "database is locked" not in err and "Traceback" not in err and "out of date" not in err
     _check_grid(storage, "w")
+    assert err.count("[worker ") >= 8  # each worker says which point it finished
     assert "Best Configuration is" in out
     # Determinism: the same dev F1 per point as one process alone (workers here get 1 thread each).
     alone = f"sqlite:///{workdir / 'alone.db'}"
@@ -115,11 +117,12 @@ def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
 @pytest.mark.postgres
 def test_two_machines_two_workers_each_on_postgres(workdir: Path, tiny_model: Path, postgres_url: str) -> None:
     # Two separate `tune` commands (as on two machines), two worker processes each: 4 workers.
-    procs = [_tune(tiny_model, "pg", postgres_url, workers=2) for _ in range(2)]
+    procs = [_tune(tiny_model, "pg", postgres_url, 2, "--no-track", "--quiet") for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         assert "Traceback" not in err
+        assert "[worker" not in err  # --quiet silences the workers too
     _check_grid(postgres_url, "pg")
 
 
