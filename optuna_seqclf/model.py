@@ -211,7 +211,7 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
             logits[idx] = out.cpu().numpy()
     model.train(was_training)
     predictions = logits.argmax(axis=-1)
-    metrics = classification_metrics(split.labels.numpy(), predictions)
+    metrics = classification_metrics(split.labels, predictions)
     metrics["loss"] = loss_sum / max(1, len(dataset))
     return EvalResult(metrics, predictions)
 
@@ -271,7 +271,7 @@ def fine_tune(
             with autocast:
                 loss = model(**batch).loss
             loss.backward()
-            grad_norm = _clip_gradients(params, device)
+            grad_norm = _clip_gradients(params, device, optimizer)
             optimizer.step()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
@@ -312,12 +312,15 @@ def fine_tune(
 MAX_GRAD_NORM = 1.0
 
 
-def _clip_gradients(params: list[torch.nn.Parameter], device: torch.device) -> torch.Tensor:
+def _clip_gradients(params: list[torch.nn.Parameter], device: torch.device,
+                    optimizer: torch.optim.Optimizer | None = None) -> torch.Tensor:
     """Scale gradients down to norm ``MAX_GRAD_NORM``; return the norm before clipping.
 
-    Same result as ``clip_grad_norm_``, cheaper on a CPU (bench: 3.4 ms instead of 10 ms per MiniLM step):
-    fused norms, and no rescaling pass when the norm is already small enough. On a GPU it always
-    rescales (by min(1, max/norm)) rather than wait for the norm to reach the host.
+    Same result as ``clip_grad_norm_`` (the HF Trainer's), with fewer passes over the gradients. With
+    torch's fused AdamW the scaling is left to the optimizer's kernel: ``grad_scale`` (the hook that
+    ``GradScaler`` uses) divides every gradient by max(1, norm / max) inside the update, so clipping costs
+    one read of the gradients instead of three. Otherwise: fused norms, and on a CPU no rescaling pass when
+    the norm is already small enough (on a GPU it always rescales rather than wait for the norm).
     """
     import torch
 
@@ -326,7 +329,9 @@ def _clip_gradients(params: list[torch.nn.Parameter], device: torch.device) -> t
         return utils.clip_grad_norm_(params, MAX_GRAD_NORM)
     grads = [p.grad for p in params if p.grad is not None]
     total = utils.get_total_norm(grads, foreach=True)
-    if device.type != "cpu" or total > MAX_GRAD_NORM:
+    if optimizer is not None and optimizer.defaults.get("fused"):
+        optimizer.grad_scale = torch.clamp((total + 1e-6) / MAX_GRAD_NORM, min=1.0)  # type: ignore[attr-defined]
+    elif device.type != "cpu" or total > MAX_GRAD_NORM:
         utils.clip_grads_with_norm_(params, MAX_GRAD_NORM, total, foreach=True)
     return total
 

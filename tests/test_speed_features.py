@@ -124,3 +124,52 @@ def test_cheaper_gradient_clipping_matches_torch(scale: float) -> None:
     expected = torch.nn.utils.clip_grad_norm_(theirs, MAX_GRAD_NORM)
     assert float(_clip_gradients(ours, torch.device("cpu"))) == pytest.approx(float(expected))
     assert all(torch.allclose(a.grad, b.grad) for a, b in zip(ours, theirs))
+
+
+@pytest.mark.parametrize("scale", [0.001, 5.0])  # below and above the clipping norm
+def test_clipping_inside_fused_adamw_matches_clip_grad_norm(scale: float) -> None:
+    """The fused optimizer's grad_scale does the clipping: same parameters as clip_grad_norm_ + AdamW."""
+    from optuna_seqclf.model import MAX_GRAD_NORM, _adamw, _clip_gradients
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    start = [torch.randn(50, 40) for _ in range(3)]
+    ours, theirs, unclipped = ([torch.nn.Parameter(t.clone()) for t in start] for _ in range(3))
+    ours_opt = _adamw(ours, 1e-2, cpu)
+    assert ours_opt.defaults.get("fused")  # the path under test: this torch has the fused CPU kernel
+    theirs_opt = torch.optim.AdamW(theirs, lr=1e-2, weight_decay=0.0)
+    unclipped_opt = torch.optim.AdamW(unclipped, lr=1e-2, weight_decay=0.0)
+    for step in range(6):
+        grads = [torch.randn_like(t) * scale * (1 + 3 * (step % 2)) for t in start]  # norms vary step to step
+        for params in (ours, theirs, unclipped):
+            for p, g in zip(params, grads):
+                p.grad = g.clone()
+        norm = _clip_gradients(ours, cpu, ours_opt)
+        assert float(norm) == pytest.approx(float(torch.nn.utils.clip_grad_norm_(theirs, MAX_GRAD_NORM)))
+        for opt in (ours_opt, theirs_opt, unclipped_opt):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs))
+    differs = not all(torch.allclose(a, b, atol=1e-6) for a, b in zip(unclipped, theirs))
+    assert differs == (scale > 1)  # clipping changed the result only where the norm was above 1
+
+
+def test_tensor_split_reads_arrow_in_place_and_collates_the_right_rows(sst2) -> None:  # type: ignore[no-untyped-def]
+    from optuna_seqclf.batches import TensorSplit, collate
+
+    _, prepared, encoded = sst2
+    split = TensorSplit.from_dataset(encoded.train)
+    assert not split.columns["input_ids"].flags.owndata  # a view of the dataset's Arrow buffer, not a copy
+    shuffled = encoded.train.shuffle(seed=3).select(range(300))  # an indices mapping: rows out of order
+    for dataset in (encoded.train, shuffled):
+        split = TensorSplit.from_dataset(dataset)
+        rows = [5, 0, 299, 17]
+        batch = collate(split, rows, prepared.tokenizer.pad_token_id, multiple_of=8)
+        assert batch["input_ids"].shape[1] % 8 == 0 and batch["input_ids"].dtype == torch.long
+        for r, i in enumerate(rows):
+            ids = dataset[i]["input_ids"]
+            assert batch["input_ids"][r, : len(ids)].tolist() == ids
+            assert batch["input_ids"][r, len(ids):].eq(prepared.tokenizer.pad_token_id).all()
+            width = batch["input_ids"].shape[1]
+            assert batch["attention_mask"][r].tolist() == [1] * len(ids) + [0] * (width - len(ids))
+            assert int(batch["labels"][r]) == dataset[i]["labels"]
