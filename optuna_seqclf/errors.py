@@ -27,6 +27,10 @@ class OutputError(SeqClfError):
     """An output folder cannot be written."""
 
 
+class TrackingError(SeqClfError):
+    """An Aim run could not be created in the log folder."""
+
+
 def first_line(exc: BaseException) -> str:
     """The first non-blank line of an exception's message (library errors are often multi-line)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]

@@ -22,7 +22,7 @@ from .interrupts import gated_interrupts
 from .model import StepHook
 from .report import best_trial, summarize
 from .study import REPLICAS_ATTR, StudyRecord, load_study, open_storage
-from .tracking import Tracker, log_to, make_tracker
+from .tracking import Tracker, check_log_dir, log_to, make_tracker
 from .tuning import Prepared, Progress, _silent, prepare
 
 COMPLETE_MARKER = "all_results.json"
@@ -89,6 +89,7 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     overrides.pop("data_dir", None)
     settings = replace(record.settings(), **{k: v for k, v in overrides.items() if v is not None})
     check_writable(output_dir)
+    check_log_dir(log_dir)
     prepared = prepared or prepare(data, settings)
     model_lib.configure_torch(settings)
     progress(f"Best configuration of {study_name!r}: batch size {hp.batch_size}, learning rate {hp.learning_rate!r} "

@@ -35,7 +35,7 @@ from .study import (
     recover_interrupted,
     run_grid,
 )
-from .tracking import make_tracker
+from .tracking import check_log_dir, make_tracker
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -95,6 +95,7 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
         raise ConfigError(f"--workers must be 1 or more, got {workers}")
     progress = progress or _silent  # workers print nothing either when there is no progress to show
     space = space or SearchSpace()
+    check_log_dir(log_dir)
     prepared = prepared or prepare(data, settings)
     storage = open_storage(study_spec.storage, create_dirs=True)
     record = StudyRecord.build(study_spec, data, settings, space, prepared.corpus.fingerprint)
@@ -124,6 +125,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
                   prepared: Prepared, log_dir: Path | None, progress: Progress, workers: int,
                   on_step: StepHook | None = None) -> LoopStats:
     model_lib.configure_torch(settings, workers)
+    tracker = make_tracker(log_dir, study_spec.study_name)  # a new Aim repo is set up meanwhile
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, settings.max_seq_length)
     started = time.monotonic()
     trained = {"n": 0}
@@ -156,7 +158,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
                     on_step(done, total)
 
             objective = Objective(prepared.corpus, encoded, prepared.tokenizer, settings, space,
-                                  make_tracker(log_dir, study_spec.study_name), study_spec.study_name,
+                                  tracker, study_spec.study_name,
                                   on_step=after_step)
             return run_grid(study, space, objective, study_spec.max_retries, gate, on_trial)
     finally:

@@ -186,7 +186,8 @@ def test_dashboard_beside_a_live_tune(workdir: Path, tiny_model: Path) -> None:
         deadline = time.monotonic() + 30  # the dashboard caches trial lists for 2 s
         while True:
             detail = _get_json(f"{base}/api/studies/{study_id}")
-            if {t["state"] for t in detail["trials"]} == {"Complete"} or time.monotonic() > deadline:
+            done = len(detail["trials"]) == 6 and {t["state"] for t in detail["trials"]} == {"Complete"}
+            if done or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
         assert len(detail["trials"]) == 6 and {t["state"] for t in detail["trials"]} == {"Complete"}

@@ -98,3 +98,50 @@ def test_workers_starting_together_share_one_new_aim_repo(tmp_path: Path) -> Non
                               timeout=120)
         assert read.returncode == 0, read.stderr
         assert sorted(r["name"] for r in json.loads(read.stdout)) == [f"race/{i}" for i in range(4)]
+
+
+def test_a_run_never_tracked_is_still_saved(tmp_path: Path) -> None:
+    """Runs are created at their first use; one closed before any metric (a trial that failed early) exists."""
+    pytest.importorskip("aim")
+    from optuna_seqclf.tracking import make_tracker
+
+    tracker = make_tracker(tmp_path / "new" / "logs", "exp")
+    tracker.start("exp/early-failure", {"batch_size": 8}).close()
+    run = tracker.start("exp/trained", {"batch_size": 16})
+    run.track("f1", 0.5, step=1, subset="eval")
+    run.close()
+    proc = subprocess.run([sys.executable, "-c", READ_BACK, str(tmp_path / "new" / "logs")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    runs = {r["name"]: r for r in json.loads(proc.stdout)}
+    assert set(runs) == {"exp/early-failure", "exp/trained"}
+    assert runs["exp/early-failure"]["hparams"] == {"batch_size": 8} and runs["exp/early-failure"]["metrics"] == {}
+    assert runs["exp/trained"]["metrics"] == {"f1/eval": 1}
+
+
+def test_a_failed_repo_setup_is_one_tracking_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The set-up runs in the background; its failure surfaces where the run is first needed, once."""
+    pytest.importorskip("aim")
+    from optuna_seqclf import tracking
+    from optuna_seqclf.errors import TrackingError
+
+    def no_space(log_dir: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tracking, "_ensure_repo", no_space)
+    run = tracking.make_tracker(tmp_path / "logs", "exp").start("exp/trial-0", {})
+    with pytest.raises(TrackingError, match=r"logs: Aim run exp/trial-0 could not be created \(OSError: .*No space"):
+        run.track("loss", 1.0, step=1, subset="train")
+    run.close()  # the error was already raised where it happened: closing adds none
+
+
+@pytest.mark.parametrize("command", ["tune", "run"])
+def test_a_log_dir_inside_a_file_is_refused_before_anything_is_written(workdir: Path, tiny_model: Path,
+                                                                       command: str) -> None:
+    (workdir / "notes.txt").write_text("not a folder")
+    args = [command, str(EXAMPLE_DATA), "--model", str(tiny_model), "--batch-sizes", "8", "--learning-rates", "1e-3",
+            "--epochs", "1", "--log-dir", "notes.txt/aim"] + (["--output-dir", "out"] if command == "run" else [])
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "--log-dir notes.txt/aim: notes.txt is a file, not a folder" in result.output
+    assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt"]
