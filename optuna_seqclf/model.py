@@ -12,6 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import platform
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -79,6 +81,32 @@ def configure_torch(settings: TrainSettings, workers: int = 1) -> None:
     import torch
 
     torch.set_num_threads(settings.threads or default_threads(workers))
+    keep_freed_memory()
+
+
+KEEP_FREED_BYTES = 256 << 20
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc reuse the memory a training step frees instead of returning it to the OS.
+
+    Every step frees and allocates again the same large buffers (MiniLM's embedding gradient alone is
+    47 MB). glibc serves blocks over 32 MB with a fresh ``mmap`` and unmaps them when freed, so each step
+    page-faults them in again: about a sixth of a batch-16 step on a 2-core Xeon (``bench/allocator.py``).
+    Raising the mmap and trim thresholds to 256 MB (what ``MALLOC_MMAP_THRESHOLD_`` and
+    ``MALLOC_TRIM_THRESHOLD_`` do; PyTorch's CPU tuning guide swaps in jemalloc for the same reason) keeps
+    them in the heap. The process holds at most that much freed memory. False where malloc is not glibc's.
+    """
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        return False
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    return bool(mallopt(m_mmap_threshold, KEEP_FREED_BYTES) and mallopt(m_trim_threshold, KEEP_FREED_BYTES))
 
 
 def check_device(settings: TrainSettings) -> None:

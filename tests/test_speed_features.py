@@ -173,3 +173,39 @@ def test_tensor_split_reads_arrow_in_place_and_collates_the_right_rows(sst2) -> 
             width = batch["input_ids"].shape[1]
             assert batch["attention_mask"][r].tolist() == [1] * len(ids) + [0] * (width - len(ids))
             assert int(batch["labels"][r]) == dataset[i]["labels"]
+
+
+KEEP_OR_RETURN = """
+import sys
+import numpy as np
+from optuna_seqclf.model import keep_freed_memory
+def rss_mb():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * 4096 / 2**20
+kept = keep_freed_memory() if sys.argv[1] == "keep" else False
+block = np.ones(100 * 2**20 // 8)  # 100 MB: above glibc's largest default mmap threshold (32 MB)
+before = rss_mb()
+del block
+print(kept, round(before - rss_mb()))
+"""
+
+
+def test_freed_training_buffers_stay_in_the_heap_for_the_next_step() -> None:
+    """With glibc's defaults a freed 100 MB block goes back to the OS (to be page-faulted in again on the
+    next step); after ``keep_freed_memory`` it stays in the process for the next allocation."""
+    import platform
+    import subprocess
+    import sys
+
+    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc only")
+    released = {}
+    for variant in ("defaults", "keep"):
+        proc = subprocess.run([sys.executable, "-c", KEEP_OR_RETURN, variant], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        applied, mb = proc.stdout.split()
+        assert applied == str(variant == "keep")
+        released[variant] = int(mb)
+    assert released["defaults"] >= 90  # unmapped at once
+    assert released["keep"] <= 10  # kept for reuse
