@@ -3,9 +3,12 @@
 Same model, data, grid (Optuna's GridSampler over batch size x learning rate), metric (dev macro-F1) and
 epochs. The HF search runs as its documentation shows: a `model_init`, default TrainingArguments
 (random-order batches, checkpoints every 500 steps, evaluation by `trainer.evaluate()` after training).
-Both run in fresh processes, one after the other, in the same run of this script.
+Both run in fresh processes, one after the other, in the same run of this script; with ``--reps N``
+in N rounds whose order alternates (HF first, then ours first), so a drift in the machine's speed hits
+both, and the medians are compared.
 
     python bench/hf_search.py [--batch-sizes 16,32] [--learning-rates 5e-5,1e-4] [--epochs 1] [--workers 1,2]
+                              [--reps 3]
 
 ``--workers 1,2`` times our command once per value: with 2 workers on 2 cores, two trials train at
 once with one torch thread each instead of one trial with two threads.
@@ -14,6 +17,8 @@ once with one torch thread each instead of one trial with two threads.
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,44 +82,70 @@ def _du_mb(path: str) -> float:
     return float(out.stdout.split()[0]) if out.returncode == 0 else 0.0
 
 
+def run_ours(model: str, cwd: str, args: argparse.Namespace, workers: int) -> tuple[float, str]:
+    """`optuna-seqclf tune` in a fresh process in ``cwd``: (wall s, best value and params)."""
+    import optuna
+
+    name = f"p4w{workers}"
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "optuna_seqclf", "tune", str(_common.SST2_2K), "--model", model,
+                    "--study-name", name, "--batch-sizes", args.batch_sizes, "--learning-rates",
+                    args.learning_rates, "--epochs", args.epochs, "--workers", str(workers), "--quiet"],
+                   cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - started
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/studies/{name}.db")
+    return wall, f"{study.best_value:.4f} {study.best_params}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", default="16,32")
     parser.add_argument("--learning-rates", default="5e-5,1e-4")
     parser.add_argument("--epochs", default="1")
     parser.add_argument("--workers", default="1", help="comma-separated: one run of ours per value")
+    parser.add_argument("--reps", type=int, default=1,
+                        help="rounds; the order alternates (HF first, then ours first) and medians are compared")
     args = parser.parse_args()
 
-    import optuna
-
     model = _common.minilm()
+    worker_counts = [int(w) for w in args.workers.split(",")]
+    hf_walls: list[float] = []
+    our_walls: dict[int, list[float]] = {w: [] for w in worker_counts}
     with tempfile.TemporaryDirectory() as tmp:
-        hf_wall, objective, params, search_s = run_hf_search(model, f"{tmp}/hf", args.batch_sizes,
-                                                             args.learning_rates, args.epochs)
-        hf_best = f"{objective:.4f} {params}; the search alone {search_s:.1f} s"
-        hf_disk = _du_mb(f"{tmp}/hf")
-        ours = []
-        for workers in [int(w) for w in args.workers.split(",")]:
-            name = f"p4w{workers}"
-            started = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "optuna_seqclf", "tune", str(_common.SST2_2K), "--model", model,
-                            "--study-name", name, "--batch-sizes", args.batch_sizes, "--learning-rates",
-                            args.learning_rates, "--epochs", args.epochs, "--workers", str(workers), "--quiet"],
-                           cwd=tmp, check=True, stdout=subprocess.DEVNULL)
-            wall = time.perf_counter() - started
-            study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/studies/{name}.db")
-            ours.append((workers, wall, f"{study.best_value:.4f} {study.best_params}"))
-        our_disk = _du_mb(f"{tmp}/studies") + _du_mb(f"{tmp}/logs")
+        for rep in range(args.reps):
+            order = ["hf", *worker_counts] if rep % 2 == 0 else [*worker_counts, "hf"]
+            for who in order:
+                where = f"{tmp}/{rep}-{who}"
+                os.makedirs(where)
+                if who == "hf":
+                    wall, objective, params, search_s = run_hf_search(model, f"{where}/hf", args.batch_sizes,
+                                                                      args.learning_rates, args.epochs)
+                    hf_walls.append(wall)
+                    hf_best = f"{objective:.4f} {params}; the search alone {search_s:.1f} s"
+                    hf_disk = _du_mb(f"{where}/hf")
+                else:
+                    wall, best = run_ours(model, where, args, int(who))
+                    our_walls[int(who)].append(wall)
+                    our_best = best
+                    our_disk = _du_mb(f"{where}/studies") + _du_mb(f"{where}/logs")
+                label = "Trainer.hyperparameter_search" if who == "hf" else f"ours, {who} worker(s)"
+                print(f"round {rep + 1}: {label} {wall:.1f} s", flush=True)
+    hf_wall = statistics.median(hf_walls)
+    rounds = f"{args.reps} alternating rounds, medians" if args.reps > 1 else "one round"
     lines = [
         f"SST-2 2k, all-MiniLM-L6-v2, GridSampler over {args.batch_sizes} x {args.learning_rates}, "
-        f"{args.epochs} epoch(s), dev macro-F1; whole commands in fresh processes",
-        f"- Trainer.hyperparameter_search: {hf_wall:.1f} s, {hf_disk:.0f} MB written (best: {hf_best})",
-        f"- optuna-seqclf tune, all its runs: {our_disk:.0f} MB written incl. studies and Aim logs",
+        f"{args.epochs} epoch(s), dev macro-F1; whole commands in fresh processes; {rounds}",
+        f"- Trainer.hyperparameter_search: {', '.join(f'{w:.1f}' for w in hf_walls)} s (median {hf_wall:.1f}), "
+        f"{hf_disk:.0f} MB written (best: {hf_best})",
+        f"- optuna-seqclf tune: {our_disk:.0f} MB written incl. studies and Aim logs (best: {our_best})",
     ]
-    for workers, wall, best in ours:
-        lines += [f"- optuna-seqclf tune --workers {workers}: {wall:.1f} s (best: {best}); "
+    for workers in worker_counts:
+        wall = statistics.median(our_walls[workers])
+        walls = ", ".join(f"{w:.1f}" for w in our_walls[workers])
+        lines += [f"- optuna-seqclf tune --workers {workers}: {walls} s (median {wall:.1f}); "
                   f"**speed-up: {hf_wall / wall:.2f}x** (target >= 2x without pruning)"]
     _common.record("P4 optuna-seqclf tune vs Trainer.hyperparameter_search (optuna backend, defaults)", lines)
+
 
 if __name__ == "__main__":
     main()

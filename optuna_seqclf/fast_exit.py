@@ -1,7 +1,7 @@
 """End our own processes without the interpreter's module-by-module teardown.
 
 With torch, transformers, datasets, aim and scikit-learn loaded, a normal Python exit spends 1-1.5 s
-tearing down some 5,000 modules (measured on a 2-core Xeon; ``bench/exit_cost.py``). Nothing of ours
+tearing down some 5,000 modules (``bench/start_stop.py``). Nothing of ours
 needs that: study writes are committed as they happen, Aim runs and files are closed by then.
 ``exit_now`` keeps what a normal exit does that matters - join non-daemon threads, run ``atexit``
 handlers (logging, SQLAlchemy, Aim), flush stdout/stderr - then ends the process, the way

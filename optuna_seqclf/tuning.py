@@ -17,6 +17,7 @@ from . import model as model_lib
 from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
 from .data import Corpus, encode_corpus, read_corpus
 from .errors import ConfigError, SeqClfError
+from .fast_exit import exit_now
 from .interrupts import gated_interrupts
 from .model import StepHook
 from .objective import DUPLICATE_ATTR, ERROR_ATTR, Objective
@@ -198,6 +199,7 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         if verbose:
             print(f"[worker {index}] {message}", file=sys.stderr, flush=True)
 
+    code = 0
     try:
         settings = model_lib.assign_device(settings, index)
         prepared = prepare(data, settings)
@@ -208,6 +210,7 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
             _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers)
     except SeqClfError as exc:
         print(f"[worker {index}] Error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(1)
+        code = 1
     except KeyboardInterrupt:
-        sys.exit(130)
+        code = 130
+    exit_now(code)  # the parent waits for this process: skip the interpreter's teardown
