@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -65,8 +66,10 @@ print("RESULT", time.perf_counter() - t0, best.objective, best.hyperparameters, 
 '''
 
 
-def run_hf_search(model: str, out: str, batch_sizes: str, rates: str, epochs: str) -> tuple[float, float, str, float]:
-    """Run HF_SEARCH in a fresh process: (wall s, best objective, best hyperparameters, search-only s)."""
+def run_hf_search(model: str, out: str, batch_sizes: str, rates: str,
+                  epochs: str) -> tuple[float, float, str, float, float]:
+    """Run HF_SEARCH in a fresh process: (wall s, best objective, best hyperparameters, search-only s,
+    the trials' training alone in s, from the Trainer's train_runtime)."""
     started = time.perf_counter()
     hf = subprocess.run([sys.executable, "-c", HF_SEARCH, str(_common.SST2_2K), model, out, batch_sizes, rates,
                          str(_common.ROOT), epochs], capture_output=True, text=True)
@@ -74,7 +77,8 @@ def run_hf_search(model: str, out: str, batch_sizes: str, rates: str, epochs: st
     if hf.returncode != 0:
         sys.exit(hf.stderr[-3000:])
     search_s, objective, params = hf.stdout.split("RESULT", 1)[1].strip().split(" ", 2)
-    return wall, float(objective), params, float(search_s)
+    train_s = sum(float(x) for x in re.findall(r"'train_runtime': '?([\d.]+)", hf.stdout + hf.stderr))
+    return wall, float(objective), params, float(search_s), train_s
 
 
 def _du_mb(path: str) -> float:
@@ -82,8 +86,9 @@ def _du_mb(path: str) -> float:
     return float(out.stdout.split()[0]) if out.returncode == 0 else 0.0
 
 
-def run_ours(model: str, cwd: str, args: argparse.Namespace, workers: int) -> tuple[float, str]:
-    """`optuna-seqclf tune` in a fresh process in ``cwd``: (wall s, best value and params)."""
+def run_ours(model: str, cwd: str, args: argparse.Namespace, workers: int) -> tuple[float, str, float]:
+    """`optuna-seqclf tune` in a fresh process in ``cwd``: (wall s, best value and params, the trials'
+    training alone in s)."""
     import optuna
 
     name = f"p4w{workers}"
@@ -94,7 +99,8 @@ def run_ours(model: str, cwd: str, args: argparse.Namespace, workers: int) -> tu
                    cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{cwd}/studies/{name}.db")
-    return wall, f"{study.best_value:.4f} {study.best_params}"
+    train_s = sum(t.user_attrs.get("train_runtime", 0.0) for t in study.trials)
+    return wall, f"{study.best_value:.4f} {study.best_params}", train_s
 
 
 def main() -> None:
@@ -111,6 +117,8 @@ def main() -> None:
     worker_counts = [int(w) for w in args.workers.split(",")]
     hf_walls: list[float] = []
     our_walls: dict[int, list[float]] = {w: [] for w in worker_counts}
+    hf_train: list[float] = []
+    our_train: dict[int, list[float]] = {w: [] for w in worker_counts}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             order = ["hf", *worker_counts] if rep % 2 == 0 else [*worker_counts, "hf"]
@@ -118,18 +126,20 @@ def main() -> None:
                 where = f"{tmp}/{rep}-{who}"
                 os.makedirs(where)
                 if who == "hf":
-                    wall, objective, params, search_s = run_hf_search(model, f"{where}/hf", args.batch_sizes,
-                                                                      args.learning_rates, args.epochs)
+                    wall, objective, params, search_s, train_s = run_hf_search(
+                        model, f"{where}/hf", args.batch_sizes, args.learning_rates, args.epochs)
                     hf_walls.append(wall)
+                    hf_train.append(train_s)
                     hf_best = f"{objective:.4f} {params}; the search alone {search_s:.1f} s"
                     hf_disk = _du_mb(f"{where}/hf")
                 else:
-                    wall, best = run_ours(model, where, args, int(who))
+                    wall, best, train_s = run_ours(model, where, args, int(who))
                     our_walls[int(who)].append(wall)
+                    our_train[int(who)].append(train_s)
                     our_best = best
                     our_disk = _du_mb(f"{where}/studies") + _du_mb(f"{where}/logs")
                 label = "Trainer.hyperparameter_search" if who == "hf" else f"ours, {who} worker(s)"
-                print(f"round {rep + 1}: {label} {wall:.1f} s", flush=True)
+                print(f"round {rep + 1}: {label} {wall:.1f} s, training {train_s:.1f} s", flush=True)
     hf_wall = statistics.median(hf_walls)
     rounds = f"{args.reps} alternating rounds, medians" if args.reps > 1 else "one round"
     lines = [
@@ -142,8 +152,14 @@ def main() -> None:
     for workers in worker_counts:
         wall = statistics.median(our_walls[workers])
         walls = ", ".join(f"{w:.1f}" for w in our_walls[workers])
+        paired = ", ".join(f"{h / o:.2f}x" for h, o in zip(hf_walls, our_walls[workers]))
         lines += [f"- optuna-seqclf tune --workers {workers}: {walls} s (median {wall:.1f}); "
-                  f"**speed-up: {hf_wall / wall:.2f}x** (target >= 2x without pruning)"]
+                  f"**speed-up: {hf_wall / wall:.2f}x** (target >= 2x without pruning); round by round {paired}"]
+        if workers == 1:
+            hf_t, our_t = statistics.median(hf_train), statistics.median(our_train[workers])
+            lines += [f"- the trials' training alone (sum of train_runtime): HF {hf_t:.1f} s, ours {our_t:.1f} s "
+                      f"(medians): {hf_t / our_t:.2f}x; the rest of each command (imports, loading, evaluation, "
+                      f"start-up, exit) HF {hf_wall - hf_t:.1f} s, ours {wall - our_t:.1f} s"]
     _common.record("P4 optuna-seqclf tune vs Trainer.hyperparameter_search (optuna backend, defaults)", lines)
 
 

@@ -5,7 +5,8 @@ batches with dynamic padding (the same grouping the Trainer uses: shuffled mega-
 sorted by length), fused AdamW, a linear schedule, no logging, and no gradient clipping (a second
 variant clips at norm 1.0, as ``tune`` does, to compare the same work). Our trial is ``model.fine_tune``
 as ``tune`` runs it. Runs alternate (loop, ours, loop, ours, ...) so drift in the
-machine's speed hits both; the ratio compares the medians.
+machine's speed hits both; the ratio compares the medians. Every loop runs with the malloc settings
+``tune`` makes (``keep_freed_memory``), so the ratio compares the loops alone.
 
     python bench/train_throughput.py [--batch-size 16] [--reps 2] [--epochs 1]
 """
@@ -87,7 +88,9 @@ def main() -> None:
 
     from optuna_seqclf import DataSpec, TrainSettings, prepare
     from optuna_seqclf.data import encode_corpus
+    from optuna_seqclf.model import keep_freed_memory
 
+    keep_freed_memory()  # the allocator settings `tune` uses, for every loop here (bench/allocator.py: its own gain)
     model_path = _common.minilm()
     prepared = prepare(DataSpec(_common.SST2_2K), TrainSettings(model=model_path))
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, 128)
