@@ -174,6 +174,23 @@ def load_model(name: str, id2label: dict[int, str]) -> PreTrainedModel:
         raise ModelLoadError(f"{name}: cannot load a model ({first_line(exc)})") from None
 
 
+def own_weights(model: PreTrainedModel) -> PreTrainedModel:
+    """Copy the weights of a model on the CPU out of the checkpoint file into the process's own memory.
+
+    transformers maps a safetensors checkpoint into memory and the CPU model's parameters point into
+    that copy-on-write mapping, so the first optimizer step of every trial faulted the whole model in
+    page by page: 0.34 s of a 0.36 s first step for all-MiniLM-L6-v2 (0.015 s later), against 0.03 s
+    for this copy. On a GPU ``.to(device)`` has already copied them.
+    """
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():  # shared (tied) parameters come once and stay shared
+            if param.device.type == "cpu":
+                param.data = param.data.clone()
+    return model
+
+
 def check_model_config(name: str, tokenizer: PreTrainedTokenizerBase) -> None:
     """Fail fast (config only, no weights) when the model or its vocabulary does not fit the tokenizer."""
     from transformers import AutoConfig
@@ -272,7 +289,7 @@ def fine_tune(
 
     device = torch.device(resolve_device(settings))
     set_seed(seed)  # before the model: the new classification head is initialised from this seed
-    model = load_model(model_name, id2label).to(device)
+    model = own_weights(load_model(model_name, id2label).to(device))
     split = TensorSplit.from_dataset(train)
     steps_per_epoch = max(1, -(-len(split) // hp.batch_size))
     total = settings.max_steps or max(1, math.ceil(settings.epochs * steps_per_epoch))
