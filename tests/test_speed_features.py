@@ -154,6 +154,49 @@ def test_clipping_inside_fused_adamw_matches_clip_grad_norm(scale: float) -> Non
     assert differs == (scale > 1)  # clipping changed the result only where the norm was above 1
 
 
+def test_gradient_norm_reads_only_the_batchs_embedding_rows(sst2) -> None:  # type: ignore[no-untyped-def]
+    """The clipping norm from the embedding rows of the batch's tokens equals the full norm, and rows
+    outside the batch are not read once the first step has checked the shortcut."""
+    from optuna_seqclf.batches import TensorSplit, collate
+    from optuna_seqclf.model import GradientNorm
+
+    settings, prepared, encoded = sst2
+    torch.manual_seed(0)
+    model = model_lib.own_weights(model_lib.load_model(settings.model, prepared.corpus.id2label))
+    params = [p for p in model.parameters() if p.requires_grad]
+    norm_of = GradientNorm(model, params)
+    split = TensorSplit.from_dataset(encoded.train)
+    for rows in (np.arange(16), np.arange(16, 40)):
+        batch = collate(split, rows, prepared.tokenizer.pad_token_id)
+        model.zero_grad(set_to_none=True)
+        model(**batch).loss.backward()
+        full = torch.nn.utils.get_total_norm([p.grad for p in params])
+        assert float(norm_of(batch["input_ids"])) == pytest.approx(float(full), rel=1e-6)
+    assert norm_of.embedding is model.get_input_embeddings().weight  # the shortcut survived its check
+    unused = sorted(set(range(len(prepared.tokenizer))) - set(batch["input_ids"].flatten().tolist()))[0]
+    norm_of.embedding.grad[unused] = 1e3  # not a row of this batch: not read
+    assert float(norm_of(batch["input_ids"])) == pytest.approx(float(full), rel=1e-6)
+
+
+def test_gradient_norm_reads_every_row_when_the_embedding_is_also_an_output_layer() -> None:
+    from transformers import BertConfig, BertForMaskedLM
+
+    from optuna_seqclf.model import GradientNorm
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, tie_word_embeddings=True)
+    model = BertForMaskedLM(config)
+    assert model.get_output_embeddings().weight is model.get_input_embeddings().weight
+    params = [p for p in model.parameters() if p.requires_grad]
+    input_ids = torch.randint(5, 20, (4, 9))
+    model(input_ids=input_ids, labels=input_ids).loss.backward()  # the decoder gives every row a gradient
+    norm_of = GradientNorm(model, params)
+    full = torch.nn.utils.get_total_norm([p.grad for p in params])
+    assert float(norm_of(input_ids)) == pytest.approx(float(full), rel=1e-6)
+    assert norm_of.embedding is None  # checked, found wrong for this model, dropped
+
+
 def test_tensor_split_reads_arrow_in_place_and_collates_the_right_rows(sst2) -> None:  # type: ignore[no-untyped-def]
     from optuna_seqclf.batches import TensorSplit, collate
 

@@ -1,0 +1,126 @@
+"""P5 by replay: run the pruners over the learning curves of an exhaustive study, for many grid orders.
+
+Every trial of a study trains with the same seed, so a point's dev F1 after each epoch is the same whether
+or not a pruner stops it later (tests/test_workers.py checks runs agree to the last digit). Given the curves
+of one exhaustive ``tune --pruner none`` study, a pruned study is therefore replayed exactly by an Optuna
+study with the same GridSampler and pruner whose objective reports the recorded F1 after each epoch and
+stops when ``should_prune()`` says so, as ``Objective`` does. That costs milliseconds instead of hours, so
+each pruner is run under ``--orders`` grid orders (sampler seeds; and study names, which place trials in
+hyperband's brackets), not the one order a real run gets: the budget and best F1 for the order and name
+``bench/pruning.py`` gives ``tune`` and their spread over orders.
+
+``--check`` compares a replay with real pruned studies from ``bench/pruning.py``: the same points, pruned
+after the same epochs.
+
+    python bench/pruning_replay.py STORAGE_URL STUDY [--orders 200] [--pruners median,halving,hyperband]
+        [--check STORAGE_URL:STUDY[,...]]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import warnings
+from collections.abc import Callable
+
+import _common
+import optuna
+
+from optuna_seqclf.config import SearchSpace
+from optuna_seqclf.study import StudyRecord, grid_sampler, make_pruner
+
+Curves = dict[tuple[int, float], list[float]]
+
+
+def curves_of(study: optuna.Study) -> Curves:
+    out: Curves = {}
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        values = [t.intermediate_values[k] for k in sorted(t.intermediate_values)]
+        out[(int(t.params["batch_size"]), float(t.params["learning_rate"]))] = values
+    return out
+
+
+def replay(curves: Curves, space: SearchSpace, seed: int, pruner: optuna.pruners.BasePruner, study_name: str,
+           ) -> list[tuple[int, float, int, str]]:
+    """(batch size, learning rate, epochs trained, state) per trial, in the order the study ran them.
+
+    The study name matters to ``hyperband``: it picks each trial's bracket from a hash of name and number."""
+    study = optuna.create_study(study_name=study_name, direction="maximize", sampler=grid_sampler(space, seed),
+                                pruner=pruner)
+    ran: list[tuple[int, float, int, str]] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        bs = int(trial.suggest_categorical("batch_size", list(space.batch_sizes)))
+        lr = float(trial.suggest_categorical("learning_rate", list(space.learning_rates)))
+        for epoch, f1 in enumerate(curves[(bs, lr)], start=1):
+            trial.report(f1, epoch)
+            if trial.should_prune():
+                ran.append((bs, lr, epoch, "PRUNED"))
+                raise optuna.TrialPruned()
+        ran.append((bs, lr, len(curves[(bs, lr)]), "COMPLETE"))
+        return curves[(bs, lr)][-1]
+
+    study.optimize(objective, n_trials=len(curves))
+    return ran
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("storage")
+    parser.add_argument("study")
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--pruners", default="median,halving,hyperband")
+    parser.add_argument("--check", default="", help="real pruned studies to compare with: URL:NAME,...")
+    args = parser.parse_args()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+
+    exhaustive = optuna.load_study(study_name=args.study, storage=args.storage)
+    record = StudyRecord.from_study(exhaustive)
+    space = SearchSpace(record.batch_sizes, record.learning_rates)
+    curves = curves_of(exhaustive)
+    if len(curves) != len(record.batch_sizes) * len(record.learning_rates):
+        raise SystemExit(f"{args.study}: {len(curves)} complete points; the replay needs the whole grid")
+    steps_per_epoch = {bs: math.ceil(2000 / bs) for bs in record.batch_sizes}  # SST-2 2k train
+    full_steps = sum(len(v) * steps_per_epoch[bs] for (bs, _), v in curves.items())
+    best = max(v[-1] for v in curves.values())
+    lines = [f"Curves of study {args.study!r}: {len(curves)} points, {record.epochs:g} epochs, best dev F1 "
+             f"{best:.4f}, {full_steps} training steps exhaustive; replayed under the seed `tune` used "
+             f"({record.seed}) and {args.orders} other grid orders (sampler seeds 1000...)"]
+    pruners: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
+        name: (lambda name=name: make_pruner(name, record.epochs, len(curves))) for name in args.pruners.split(",")}
+
+    for check in filter(None, args.check.split(",")):
+        url, name = check.rsplit(":", 1)
+        real = optuna.load_study(study_name=name, storage=url)
+        pruner_name = name.split("-")[-1]
+        expected = [(int(t.params["batch_size"]), float(t.params["learning_rate"]), len(t.intermediate_values),
+                     t.state.name) for t in real.get_trials(deepcopy=False)]
+        got = replay(curves, space, record.seed, pruners[pruner_name](), name)
+        lines.append(f"- check against the real `--pruner {pruner_name}` study: "
+                     f"{'identical trials, order, epochs and states' if got == expected else 'DIFFERENT'}")
+        if got != expected:
+            lines.append(f"  - real {expected}\n  - replay {got}")
+
+    for name, build in pruners.items():
+        shares, gaps = [], []
+        for seed in [record.seed, *range(1000, 1000 + args.orders)]:
+            study_name = f"prune-{name}" if seed == record.seed else f"replay-{seed}"  # bench/pruning.py's name
+            ran = replay(curves, space, seed, build(), study_name)
+            steps = sum(epochs * steps_per_epoch[bs] for bs, _, epochs, _ in ran)
+            found = max(curves[(bs, lr)][-1] for bs, lr, _, state in ran if state == "COMPLETE")
+            shares.append(steps / full_steps)
+            gaps.append(100 * (best - found))
+        met = sum(s <= 0.40 and g <= 0.5 for s, g in zip(shares[1:], gaps[1:]))
+        ordered = sorted(shares[1:])
+        lines.append(
+            f"- `--pruner {name}`: tune's order **{100 * shares[0]:.1f}%** of the steps, best {gaps[0]:.2f} points "
+            f"below; over {args.orders} orders: median {100 * statistics.median(shares[1:]):.1f}%, 10-90% "
+            f"{100 * ordered[len(ordered) // 10]:.1f}-{100 * ordered[9 * len(ordered) // 10]:.1f}%, best within "
+            f"0.5 points in {sum(g <= 0.5 for g in gaps[1:])}/{args.orders}, P5 met in {met}/{args.orders}")
+    _common.record("P5 pruning by replay of an exhaustive study's learning curves", lines)
+
+
+if __name__ == "__main__":
+    main()
