@@ -13,7 +13,7 @@ hyperband's brackets), not the one order a real run gets: the budget and best F1
 after the same epochs.
 
     python bench/pruning_replay.py STORAGE_URL STUDY [--orders 200] [--pruners median,halving,hyperband]
-        [--check STORAGE_URL:STUDY[,...]]
+        [--alternatives] [--check STORAGE_URL:STUDY[,...]]
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("study")
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--pruners", default="median,halving,hyperband")
+    parser.add_argument("--alternatives", action="store_true", help="also replay other settings of the pruners")
     parser.add_argument("--check", default="", help="real pruned studies to compare with: URL:NAME,...")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -90,6 +91,14 @@ def main() -> None:
              f"({record.seed}) and {args.orders} other grid orders (sampler seeds 1000...)"]
     pruners: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
         name: (lambda name=name: make_pruner(name, record.epochs, len(curves))) for name in args.pruners.split(",")}
+    if args.alternatives:  # other settings of the same pruners, to see what the defaults trade
+        epochs, p = math.ceil(record.epochs), optuna.pruners
+        pruners.update({
+            f"median, {k} startup trial(s)": (lambda k=k: p.MedianPruner(n_startup_trials=k)) for k in (1, 3, 5)})
+        pruners["halving, reduction factor 4"] = lambda: p.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4)
+        for rf in (2, 4):
+            pruners[f"hyperband, reduction factor {rf}"] = (
+                lambda rf=rf: p.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=rf))
 
     for check in filter(None, args.check.split(",")):
         url, name = check.rsplit(":", 1)
@@ -106,7 +115,8 @@ def main() -> None:
     for name, build in pruners.items():
         shares, gaps = [], []
         for seed in [record.seed, *range(1000, 1000 + args.orders)]:
-            study_name = f"prune-{name}" if seed == record.seed else f"replay-{seed}"  # bench/pruning.py's name
+            own = f"prune-{name.split(',')[0]}"  # the name bench/pruning.py gives its real study
+            study_name = own if seed == record.seed else f"replay-{seed}"
             ran = replay(curves, space, seed, build(), study_name)
             steps = sum(epochs * steps_per_epoch[bs] for bs, _, epochs, _ in ran)
             found = max(curves[(bs, lr)][-1] for bs, lr, _, state in ran if state == "COMPLETE")
@@ -114,11 +124,13 @@ def main() -> None:
             gaps.append(100 * (best - found))
         met = sum(s <= 0.40 and g <= 0.5 for s, g in zip(shares[1:], gaps[1:]))
         ordered = sorted(shares[1:])
+        label = name if " " in name else f"`--pruner {name}`"
         lines.append(
-            f"- `--pruner {name}`: tune's order **{100 * shares[0]:.1f}%** of the steps, best {gaps[0]:.2f} points "
+            f"- {label}: tune's order **{100 * shares[0]:.1f}%** of the steps, best {gaps[0]:.2f} points "
             f"below; over {args.orders} orders: median {100 * statistics.median(shares[1:]):.1f}%, 10-90% "
             f"{100 * ordered[len(ordered) // 10]:.1f}-{100 * ordered[9 * len(ordered) // 10]:.1f}%, best within "
-            f"0.5 points in {sum(g <= 0.5 for g in gaps[1:])}/{args.orders}, P5 met in {met}/{args.orders}")
+            f"0.5 points in {sum(g <= 0.5 for g in gaps[1:])}/{args.orders} and within 1 point in "
+            f"{sum(g <= 1.0 for g in gaps[1:])}/{args.orders}, P5 met in {met}/{args.orders}")
     _common.record("P5 pruning by replay of an exhaustive study's learning curves", lines)
 
 

@@ -175,19 +175,33 @@ def load_model(name: str, id2label: dict[int, str]) -> PreTrainedModel:
 
 
 def own_weights(model: PreTrainedModel) -> PreTrainedModel:
-    """Copy the weights of a model on the CPU out of the checkpoint file into the process's own memory.
+    """Copy the weights of a model on the CPU out of the checkpoint file into memory of the model's own.
 
     transformers maps a safetensors checkpoint into memory and the CPU model's parameters point into
     that copy-on-write mapping, so the first optimizer step of every trial faulted the whole model in
-    page by page: 0.34 s of a 0.36 s first step for all-MiniLM-L6-v2 (0.015 s later), against 0.03 s
-    for this copy. On a GPU ``.to(device)`` has already copied them.
+    page by page: 0.34 s of a 0.36 s first step for all-MiniLM-L6-v2 (0.015 s later), against about
+    0.03 s for this copy (``bench/first_step.py``). The copy lives in one anonymous memory map per model,
+    not in malloc's heap, so it goes back to the system with the model instead of leaving a model-sized
+    hole in the heap after every trial (``bench/memory_trials.py``). On a GPU ``.to(device)`` has already
+    copied the weights.
     """
+    import mmap
+
     import torch
 
+    params = [p for p in model.parameters() if p.device.type == "cpu"]  # tied parameters come once
+    spans = [-(-p.numel() * p.element_size() // 64) * 64 for p in params]  # 64-byte aligned
+    if not params:
+        return model
+    arena = torch.frombuffer(mmap.mmap(-1, sum(spans)), dtype=torch.uint8)  # unmapped with its last tensor
+    offset = 0
     with torch.no_grad():
-        for param in model.parameters():  # shared (tied) parameters come once and stay shared
-            if param.device.type == "cpu":
-                param.data = param.data.clone()
+        for param, span in zip(params, spans):
+            size = param.numel() * param.element_size()
+            copy = arena[offset:offset + size].view(param.dtype).view(param.shape)
+            copy.copy_(param.data)
+            param.data = copy
+            offset += span
     return model
 
 

@@ -4,6 +4,7 @@ input order, and the last epoch's dev evaluation reused as the final one is the 
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -218,15 +219,20 @@ def test_tensor_split_reads_arrow_in_place_and_collates_the_right_rows(sst2) -> 
             assert int(batch["labels"][r]) == dataset[i]["labels"]
 
 
-def _inside_checkpoint_mapping(model: torch.nn.Module) -> list[str]:
-    """Names of the parameters whose memory lies in a memory-mapped ``*.safetensors`` file (Linux)."""
-    spans = []
+def _mappings() -> list[tuple[int, int, str]]:
+    """(start, end, file or "") of this process's memory maps (Linux)."""
+    out = []
     with open("/proc/self/maps") as fh:
         for line in fh:
             fields = line.split()
-            if len(fields) >= 6 and fields[5].endswith(".safetensors"):
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                spans.append((start, end))
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            out.append((start, end, fields[5] if len(fields) >= 6 else ""))
+    return out
+
+
+def _inside_checkpoint_mapping(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters whose memory lies in a memory-mapped ``*.safetensors`` file."""
+    spans = [(a, b) for a, b, name in _mappings() if name.endswith(".safetensors")]
     return [name for name, p in model.named_parameters() if any(a <= p.data_ptr() < b for a, b in spans)]
 
 
@@ -250,6 +256,13 @@ def test_cpu_models_train_on_their_own_copy_of_the_weights(sst2) -> None:  # typ
     result = fine_tune(settings.model, prepared.tokenizer, encoded.train.select(range(32)),
                        encoded.dev.select(range(8)), prepared.corpus.id2label, HParams(16, 1e-3), settings, seed=1)
     assert _inside_checkpoint_mapping(result.model) == []
+    # The copy is an anonymous map of its own (not malloc's heap), given back when the model goes.
+    address = owned.bert.embeddings.word_embeddings.weight.data_ptr()
+    (start, end, _), = [m for m in _mappings() if m[0] <= address < m[1]]
+    assert end - start >= sum(p.numel() * p.element_size() for p in owned.parameters())
+    del owned, loaded
+    gc.collect()
+    assert (start, end) not in [(a, b) for a, b, _ in _mappings()]
 
 
 KEEP_OR_RETURN = """
