@@ -9,11 +9,11 @@ each pruner is run under ``--orders`` grid orders (sampler seeds; and study name
 hyperband's brackets), not the one order a real run gets: the budget and best F1 for the order and name
 ``bench/pruning.py`` gives ``tune`` and their spread over orders.
 
-``--check`` compares a replay with real pruned studies from ``bench/pruning.py``: the same points, pruned
-after the same epochs.
+Checked against real runs: replayed under the seed and study names of ``bench/pruning.py``'s studies, it
+gives the step counts those real pruned studies measured (bench/RESULTS.md).
 
     python bench/pruning_replay.py STORAGE_URL STUDY [--orders 200] [--pruners median,halving,hyperband]
-        [--alternatives] [--check STORAGE_URL:STUDY[,...]]
+        [--alternatives]
 """
 
 from __future__ import annotations
@@ -72,7 +72,6 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--pruners", default="median,halving,hyperband")
     parser.add_argument("--alternatives", action="store_true", help="also replay other settings of the pruners")
-    parser.add_argument("--check", default="", help="real pruned studies to compare with: URL:NAME,...")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -83,7 +82,9 @@ def main() -> None:
     curves = curves_of(exhaustive)
     if len(curves) != len(record.batch_sizes) * len(record.learning_rates):
         raise SystemExit(f"{args.study}: {len(curves)} complete points; the replay needs the whole grid")
-    steps_per_epoch = {bs: math.ceil(2000 / bs) for bs in record.batch_sizes}  # SST-2 2k train
+    with open(f"{record.data_dir}/train.txt", encoding="utf-8") as fh:
+        n_train = sum(1 for _ in fh) - 1  # the header
+    steps_per_epoch = {bs: math.ceil(n_train / bs) for bs in record.batch_sizes}
     full_steps = sum(len(v) * steps_per_epoch[bs] for (bs, _), v in curves.items())
     best = max(v[-1] for v in curves.values())
     lines = [f"Curves of study {args.study!r}: {len(curves)} points, {record.epochs:g} epochs, best dev F1 "
@@ -99,18 +100,6 @@ def main() -> None:
         for rf in (2, 4):
             pruners[f"hyperband, reduction factor {rf}"] = (
                 lambda rf=rf: p.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=rf))
-
-    for check in filter(None, args.check.split(",")):
-        url, name = check.rsplit(":", 1)
-        real = optuna.load_study(study_name=name, storage=url)
-        pruner_name = name.split("-")[-1]
-        expected = [(int(t.params["batch_size"]), float(t.params["learning_rate"]), len(t.intermediate_values),
-                     t.state.name) for t in real.get_trials(deepcopy=False)]
-        got = replay(curves, space, record.seed, pruners[pruner_name](), name)
-        lines.append(f"- check against the real `--pruner {pruner_name}` study: "
-                     f"{'identical trials, order, epochs and states' if got == expected else 'DIFFERENT'}")
-        if got != expected:
-            lines.append(f"  - real {expected}\n  - replay {got}")
 
     for name, build in pruners.items():
         shares, gaps = [], []
