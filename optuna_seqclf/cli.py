@@ -13,6 +13,7 @@ import click
 from .config import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_LEARNING_RATES,
+    PRECISIONS,
     PRUNERS,
     DataSpec,
     SearchSpace,
@@ -123,6 +124,9 @@ def _machine_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--threads", default=None, type=int,
                      help="CPU threads for torch (default: the cores this process may use)."),
         click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
+        click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+                     help="Mixed precision: auto is bf16 autocast on GPUs that have bf16, fp16 autocast with loss "
+                          "scaling on older GPUs, and fp32 on CPUs."),
         click.option("--log-dir", default="logs", show_default=True, type=click.Path(path_type=Path),
                      help="Aim repository for tracking."),
         click.option("--no-track", is_flag=True, help="Do not track runs with Aim."),
@@ -140,6 +144,7 @@ def _tune_inputs(data_dir: Path, o: dict[str, Any]) -> tuple[StudySpec, DataSpec
         model=_resolve_model(o["model"], o["quiet"]), tokenizer=o["tokenizer"], epochs=o["epochs"],
         max_steps=o["max_steps"], max_seq_length=o["max_seq_length"], seed=o["seed"],
         eval_batch_size=o["eval_batch_size"], threads=o["threads"], device=o["device"],
+        precision=o["precision"],
     )
     name = o["study_name"] or default_study_name(
         o["config_name"], DEFAULT_MODEL_NAME if o["model"] is None else settings.model, o["task_name"])
@@ -227,7 +232,7 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 
     seed_list = parse_seeds(seeds)
     overrides = {"data_dir": data_dir, "model": model, "tokenizer": tokenizer, "threads": o["threads"],
-                 "device": o["device"], "eval_batch_size": o["eval_batch_size"]}
+                 "device": o["device"], "precision": o["precision"], "eval_batch_size": o["eval_batch_size"]}
     console = Console(o["quiet"])
     result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seed_list,
                             overrides=overrides, log_dir=_tracking_dir(o), progress=console.line,
@@ -260,6 +265,7 @@ def run(data_dir: Path, output_dir: Path, seeds: str, **o: Any) -> None:
     _print_tune_result(result, settings.model)
     replicas = train_replicas(spec.study_name, spec.storage, output_dir, seed_list,
                               overrides={"threads": settings.threads, "device": settings.device,
+                                         "precision": settings.precision,
                                          "eval_batch_size": settings.eval_batch_size},
                               log_dir=tracking, progress=console.line, on_step=console.step_hook, prepared=prepared)
     _print_replicas(replicas)

@@ -21,6 +21,8 @@ DEFAULT_LEARNING_RATES: tuple[float, ...] = (
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5)
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
+# auto: bf16 autocast on GPUs with bf16, fp16 autocast with loss scaling on older GPUs, fp32 elsewhere.
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -149,6 +151,7 @@ class TrainSettings:
     eval_batch_size: int = 128
     threads: int | None = None
     device: str | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -164,6 +167,8 @@ class TrainSettings:
             raise ConfigError(f"--eval-batch-size must be above 0, got {self.eval_batch_size}")
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
             raise ConfigError(f"--device {self.device!r}: use cpu, cuda, cuda:N or mps")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
         if self.threads is not None and self.threads <= 0:
             raise ConfigError(f"--threads must be above 0, got {self.threads}")
 

@@ -247,7 +247,7 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
 
 
 def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
-             batch_size: int) -> EvalResult:
+             batch_size: int, precision: str = "auto") -> EvalResult:
     """Loss and metrics on ``dataset``; batches of similar length, predictions back in input order."""
     import torch
 
@@ -259,12 +259,14 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
     logits = np.empty((len(split), model.config.num_labels), dtype=np.float32)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     loss_sum = 0.0
+    dtype = autocast_dtype(precision, device)
+    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
             batch = {k: v.to(device) for k, v in collate(split, idx, pad_id).items()}
             target = batch.pop("labels")
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(device)):
+            with autocast:
                 out = model(**batch).logits.float()
             loss_sum += float(torch.nn.functional.cross_entropy(out, target, reduction="sum"))
             logits[idx] = out.cpu().numpy()
@@ -293,7 +295,8 @@ def fine_tune(
 
     The recipe of the HF Trainer's defaults, without its machinery: AdamW (fused where torch has it,
     no weight decay), linear decay to 0 without warm-up, gradient clipping at norm 1.0, length-grouped
-    batches with per-batch padding, bf16 autocast on GPUs that support it.
+    batches with per-batch padding, mixed precision as ``settings.precision`` says (``autocast_dtype``;
+    fp16 with a ``GradScaler``).
     ``on_epoch(epoch, dev_metrics)`` runs after every epoch (pruning, curves) and may raise to stop;
     ``on_step(done, total)`` after every optimizer step (progress, Ctrl-C), and may raise too;
     ``on_log(record)`` gets the training loss, learning rate and gradient norm every few steps.
@@ -311,7 +314,10 @@ def fine_tune(
     optimizer = _adamw(params, hp.learning_rate, device)
     norm_of = GradientNorm(model, params)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, (total - step) / total))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=_use_bf16(device))
+    dtype = autocast_dtype(settings.precision, device)
+    autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+    # fp16 needs loss scaling: small gradients would underflow to 0 (bf16 has fp32's range and needs none)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     multiple = 8 if device.type == "cuda" else 1  # tensor cores like multiples of 8
     log_every = max(1, min(50, steps_per_epoch // 4))
@@ -330,9 +336,16 @@ def fine_tune(
             batch = {k: v.to(device, non_blocking=True) for k, v in collate(split, rows, pad_id, multiple).items()}
             with autocast:
                 loss = model(**batch).loss
-            loss.backward()
-            grad_norm = _clip_gradients(params, device, optimizer, total=norm_of(batch["input_ids"]))
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                grad_norm = _clip_gradients(params, device, optimizer, total=norm_of(batch["input_ids"]))
+                optimizer.step()
+            else:  # unscale first so that clipping sees the real norm; the step is skipped on inf/nan
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimizer)  # GradScaler.step then keeps the fused clipping's grad_scale
+                grad_norm = _clip_gradients(params, device, optimizer, total=norm_of(batch["input_ids"]))
+                scaler.step(optimizer)
+                scaler.update()
             schedule.step()
             optimizer.zero_grad(set_to_none=True)
             loss_sum += loss.detach().float()
@@ -352,7 +365,7 @@ def fine_tune(
                 break
         if on_epoch is not None:  # after every epoch, the last (maybe partial) one included
             begun = time.perf_counter()
-            dev_result = evaluate(model, dev, tokenizer, settings.eval_batch_size)
+            dev_result = evaluate(model, dev, tokenizer, settings.eval_batch_size, settings.precision)
             eval_seconds += time.perf_counter() - begun
             history.append({"epoch": float(epoch), **dev_result.metrics})
             on_epoch(epoch, dev_result.metrics)
@@ -364,7 +377,7 @@ def fine_tune(
     }
     if dev_result is None:  # the last epoch's evaluation is the final one when there was one
         begun = time.perf_counter()
-        dev_result = evaluate(model, dev, tokenizer, settings.eval_batch_size)
+        dev_result = evaluate(model, dev, tokenizer, settings.eval_batch_size, settings.precision)
         eval_seconds += time.perf_counter() - begun
     return FineTuneResult(model, train_metrics, dev_result, history, eval_seconds, log_history)
 
@@ -408,8 +421,10 @@ class GradientNorm:
         rows = self.embedding.grad.index_select(0, torch.unique(input_ids))
         total = get_total_norm([*(p.grad for p in self.others if p.grad is not None), rows], foreach=True)
         if not self.checked:
-            self.checked = True
             full = get_total_norm(every, foreach=True)
+            if not torch.isfinite(full):  # an fp16 step that overflowed (and is skipped) proves nothing
+                return full
+            self.checked = True
             if not torch.allclose(total, full, rtol=1e-5, atol=1e-12):
                 self.embedding = None
                 return full
@@ -451,7 +466,15 @@ def _adamw(params: list[torch.nn.Parameter], lr: float, device: torch.device) ->
         return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
 
-def _use_bf16(device: torch.device) -> bool:
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype to autocast to for ``--precision`` on ``device``; None for plain fp32.
+
+    ``auto`` is bf16 on GPUs that have it (Ampere and later), fp16 on older GPUs, fp32 on CPUs and MPS:
+    a CPU without bf16 units runs bf16 slower than fp32."""
     import torch
 
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]

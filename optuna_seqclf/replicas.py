@@ -73,7 +73,7 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     """Train one replica per seed with ``study.best_params``; reuse replicas already complete.
 
     ``overrides`` replaces recorded training settings (``model``, ``tokenizer``, ``threads``, ``device``,
-    ``eval_batch_size``); the data folder can be overridden with ``data_dir``.
+    ``precision``, ``eval_batch_size``); the data folder can be overridden with ``data_dir``.
     """
     storage = open_storage(storage_url, must_exist=True)
     study = load_study(study_name, storage, storage_url)
@@ -161,7 +161,8 @@ def _train_one(prepared: Prepared, encoded: Any, settings: TrainSettings, hp: HP
             settings.model, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label, hp, settings,
             seed, on_step=on_step, on_log=log_to(run),
         )
-        test = model_lib.evaluate(tuned.model, encoded.test, prepared.tokenizer, settings.eval_batch_size)
+        test = model_lib.evaluate(tuned.model, encoded.test, prepared.tokenizer, settings.eval_batch_size,
+                                  settings.precision)
         for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
             for name in ("f1", "accuracy", "loss"):
                 run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)),

@@ -155,6 +155,41 @@ def test_clipping_inside_fused_adamw_matches_clip_grad_norm(scale: float) -> Non
     assert differs == (scale > 1)  # clipping changed the result only where the norm was above 1
 
 
+def test_fp16_loss_scaling_keeps_the_fused_clipping_and_skips_overflowed_steps() -> None:
+    """Under a GradScaler (fp16) the clipping inside fused AdamW gives clip_grad_norm_ + AdamW on the real
+    gradients, and a step whose gradients overflowed changes nothing."""
+    from optuna_seqclf.model import MAX_GRAD_NORM, _adamw, _clip_gradients
+
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    start = [torch.randn(30, 20) for _ in range(3)]
+    ours, theirs = ([torch.nn.Parameter(t.clone()) for t in start] for _ in range(2))
+    ours_opt, theirs_opt = _adamw(ours, 1e-2, cpu), torch.optim.AdamW(theirs, lr=1e-2, weight_decay=0.0)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for step in range(6):
+        grads = [torch.randn_like(t) * (0.01 if step % 2 else 3.0) for t in start]
+        overflow = step == 3
+        scaler.scale(sum((p * g).sum() for p, g in zip(ours, grads))).backward()  # gradients: g * scale
+        if overflow:
+            ours[0].grad[0, 0] = float("inf")
+        before = [p.detach().clone() for p in ours]
+        scaler.unscale_(ours_opt)
+        _clip_gradients(ours, cpu, ours_opt)
+        scaler.step(ours_opt)
+        scaler.update()
+        ours_opt.zero_grad(set_to_none=True)
+        if overflow:
+            assert all(torch.equal(a, b) for a, b in zip(ours, before))
+            continue
+        for p, g in zip(theirs, grads):
+            p.grad = g.clone()
+        torch.nn.utils.clip_grad_norm_(theirs, MAX_GRAD_NORM)
+        theirs_opt.step()
+        theirs_opt.zero_grad(set_to_none=True)
+    assert scaler.get_scale() < 1024.0  # the overflow halved the scale
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(ours, theirs))
+
+
 def test_gradient_norm_reads_only_the_batchs_embedding_rows(sst2) -> None:  # type: ignore[no-untyped-def]
     """The clipping norm from the embedding rows of the batch's tokens equals the full norm, and rows
     outside the batch are not read once the first step has checked the shortcut."""
@@ -299,3 +334,48 @@ def test_freed_training_buffers_stay_in_the_heap_for_the_next_step() -> None:
         released[variant] = int(mb)
     assert released["defaults"] >= 90  # unmapped at once
     assert released["keep"] <= 10  # kept for reuse
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                                  ("fp16", torch.float16)])
+def test_precision_sets_the_dtype_layers_compute_in_and_fp16_scales_the_loss(
+        sst2, precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    settings, prepared, encoded = sst2
+    seen: set[torch.dtype] = set()
+    scaled: list[float] = []
+    initial: list[torch.Tensor] = []
+    real_load, real_scaler = model_lib.load_model, torch.amp.GradScaler
+
+    def load_and_watch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        model = real_load(*args, **kwargs)
+        initial.append(model.bert.encoder.layer[0].attention.self.query.weight.detach().clone())
+        model.bert.encoder.layer[0].attention.self.query.register_forward_hook(
+            lambda module, inputs, output: seen.add(output.dtype))
+        return model
+
+    class WatchedScaler(real_scaler):  # type: ignore[misc, valid-type]
+        def scale(self, outputs):  # type: ignore[no-untyped-def]
+            scaled.append(float(self.get_scale()))
+            return super().scale(outputs)
+
+    monkeypatch.setattr(model_lib, "load_model", load_and_watch)
+    monkeypatch.setattr(torch.amp, "GradScaler", WatchedScaler)
+    train, dev = encoded.train.select(range(160)), encoded.dev.select(range(40))
+    result = fine_tune(settings.model, prepared.tokenizer, train, dev, prepared.corpus.id2label, HParams(16, 1e-3),
+                       replace(settings, epochs=2, precision=precision), seed=1)
+    assert seen == {dtype}  # training and evaluation forward passes alike
+    assert (len(scaled) == 20) == (precision == "fp16")  # fp16 alone scales the loss, on every step
+    assert np.isfinite(result.train_metrics["train_loss"]) and np.isfinite(result.log_history[-1]["loss"])
+    trained = result.model.bert.encoder.layer[0].attention.self.query.weight
+    assert trained.dtype == torch.float32 and torch.isfinite(trained).all()  # the weights stay fp32
+    assert not torch.equal(trained, initial[0])  # steps were taken (fp16 skips only the ones that overflow)
+
+
+def test_precision_auto_is_fp32_on_a_cpu_and_a_bad_one_is_refused() -> None:
+    from optuna_seqclf.errors import ConfigError
+
+    assert model_lib.autocast_dtype("auto", torch.device("cpu")) is None
+    assert model_lib.autocast_dtype("fp32", torch.device("cuda")) is None
+    assert model_lib.autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(ConfigError, match="--precision 'fp8'"):
+        TrainSettings(model="m", precision="fp8")
