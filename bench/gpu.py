@@ -6,6 +6,9 @@ at each batch size after a warm-up. Training examples/s (median of the reps), de
 Part 2, workers: ``tune`` on a grid with ``--workers 1,2,4`` on the one GPU, a fresh study each: wall time,
 the sum of the trials' times, the best point, and the GPU's utilisation sampled by nvidia-smi.
 
+Optional: ``--threads 16,4,1`` first times our trial at each torch thread count and keeps the fastest;
+``--bert-base "ours fp32,ours bf16"`` times variants on a random BERT-base-sized model too.
+
     python bench/gpu.py [--batch-sizes 16,32] [--reps 2] [--workers 1,2,4] [--grid-epochs 4]
 """
 
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import _common
 import torch
@@ -49,23 +53,25 @@ def peak_gb() -> float:
     return torch.cuda.max_memory_allocated() / 1e9 if torch.cuda.is_available() else float("nan")
 
 
-def precision_part(args: argparse.Namespace, model_path: str, device: str) -> list[str]:
+def precision_part(args: argparse.Namespace, model_path: str, device: str, variants: tuple[str, ...],
+                   label: str) -> list[str]:
     from optuna_seqclf import DataSpec, TrainSettings, prepare
     from optuna_seqclf.data import encode_corpus
 
     prepared = prepare(DataSpec(_common.SST2_2K), TrainSettings(model=model_path))
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, 128)
-    for variant in VARIANTS:  # warm-up: CUDA context, cuBLAS handles, kernels of each dtype
+    for variant in variants:  # warm-up: CUDA context, cuBLAS handles, kernels of each dtype
         one_run(variant, model_path, prepared, encoded, 16, 1, device, max_steps=20)
-    lines = [f"SST-2 2k train ({len(encoded.train)} examples), all-MiniLM-L6-v2, max length 128, lr 5e-5, "
-             f"1 epoch; {args.reps} runs of each variant in rotating order after a warm-up; training examples/s "
-             "(ours: `train_runtime`, without the dev evaluation), dev macro-F1, peak GPU memory"]
+    lines = [f"SST-2 2k train ({len(encoded.train)} examples), {label}, max length 128, lr 5e-5, "
+             f"1 epoch, {torch.get_num_threads()} torch threads; {args.reps} runs of each variant in rotating order "
+             "after a warm-up; training examples/s (ours: `train_runtime`, without the dev evaluation), dev "
+             "macro-F1, peak GPU memory"]
     for batch_size in args.batch_sizes:
-        rates: dict[str, list[float]] = {v: [] for v in VARIANTS}
-        f1s: dict[str, list[float]] = {v: [] for v in VARIANTS}
+        rates: dict[str, list[float]] = {v: [] for v in variants}
+        f1s: dict[str, list[float]] = {v: [] for v in variants}
         peak: dict[str, float] = {}
         for rep in range(args.reps):
-            order = VARIANTS[rep % len(VARIANTS):] + VARIANTS[:rep % len(VARIANTS)]
+            order = variants[rep % len(variants):] + variants[:rep % len(variants)]
             for variant in order:
                 rate, f1, mem = one_run(variant, model_path, prepared, encoded, batch_size, rep + 1, device)
                 rates[variant].append(rate)
@@ -74,15 +80,58 @@ def precision_part(args: argparse.Namespace, model_path: str, device: str) -> li
                 peak[variant] = mem
                 print(f"bs {batch_size} rep {rep + 1} {variant}: {rate:.0f} ex/s, F1 {f1}, {mem:.2f} GB", flush=True)
         med = {v: statistics.median(r) for v, r in rates.items()}
+        base = variants[0]
         lines.append(f"- batch size {batch_size}:")
-        for variant in VARIANTS:
+        for variant in variants:
             f1 = f" dev F1 {', '.join(f'{x:.4f}' for x in f1s[variant])};" if f1s[variant] else ""
             lines.append(f"  - {variant}: {', '.join(f'{r:.0f}' for r in rates[variant])} examples/s (median "
-                         f"{med[variant]:.0f}, **{med[variant] / med['ours fp32']:.2f}x ours fp32**);{f1} "
+                         f"{med[variant]:.0f}, **{med[variant] / med[base]:.2f}x {base}**);{f1} "
                          f"peak {peak[variant]:.2f} GB")
-        lines.append(f"  - **P1 on this GPU: ours bf16 / loop bf16 {med['ours bf16'] / med['loop bf16']:.3f}, "
-                     f"ours fp32 / loop fp32 {med['ours fp32'] / med['loop fp32']:.3f}**")
+        for precision in ("fp32", "bf16"):
+            if f"ours {precision}" in med and f"loop {precision}" in med:
+                lines.append(f"  - **P1 on this GPU, {precision}: ours / loop "
+                             f"{med[f'ours {precision}'] / med[f'loop {precision}']:.3f}**")
     return lines
+
+
+def threads_part(args: argparse.Namespace, model_path: str, device: str) -> list[str]:
+    """Our fp32 trial at several torch thread counts (the CPU side of a GPU trial); keeps the fastest."""
+    from optuna_seqclf import DataSpec, TrainSettings, prepare
+    from optuna_seqclf.data import encode_corpus
+
+    prepared = prepare(DataSpec(_common.SST2_2K), TrainSettings(model=model_path))
+    encoded = encode_corpus(prepared.corpus, prepared.tokenizer, 128)
+    one_run("ours fp32", model_path, prepared, encoded, 16, 1, device, max_steps=20)
+    rates: dict[int, list[float]] = {t: [] for t in args.threads}
+    for rep in range(args.reps):
+        for threads in args.threads[rep % len(args.threads):] + args.threads[:rep % len(args.threads)]:
+            torch.set_num_threads(threads)
+            rates[threads].append(one_run("ours fp32", model_path, prepared, encoded, args.batch_sizes[0],
+                                          rep + 1, device)[0])
+            print(f"threads {threads} rep {rep + 1}: {rates[threads][-1]:.0f} ex/s", flush=True)
+    med = {t: statistics.median(r) for t, r in rates.items()}
+    best = max(med, key=med.__getitem__)
+    torch.set_num_threads(best)
+    first = args.threads[0]
+    return [f"Our fp32 trial, all-MiniLM-L6-v2, batch size {args.batch_sizes[0]}, 1 epoch of SST-2 2k, at "
+            f"several torch thread counts; {args.reps} runs each in rotating order"] + [
+        f"- {t} threads: {', '.join(f'{r:.0f}' for r in rates[t])} examples/s (median {med[t]:.0f}, "
+        f"**{med[t] / med[first]:.2f}x {first} threads**)" for t in args.threads]
+
+
+def random_bert_base(like: str) -> str:
+    """A randomly initialised BERT-base (12 layers, 768 wide) with ``like``'s tokenizer: timing only."""
+    import shutil
+
+    from transformers import BertConfig, BertModel
+
+    out = Path(tempfile.mkdtemp(prefix="bert-base-random-"))
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=30522)).save_pretrained(out)
+    for f in Path(like).iterdir():
+        if f.name.startswith(("tokenizer", "vocab", "special_tokens")):
+            shutil.copy(f, out / f.name)
+    return str(out)
 
 
 class GpuSampler:
@@ -154,20 +203,33 @@ def main() -> None:
     parser.add_argument("--grid-learning-rates", default="1e-5,3e-5,5e-5,1e-4")
     parser.add_argument("--grid-epochs", type=int, default=4)
     parser.add_argument("--skip-precision", action="store_true")
+    parser.add_argument("--skip-workers", action="store_true")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="of: " + ", ".join(VARIANTS))
+    parser.add_argument("--threads", default="", help="first try our trial at these torch thread counts")
+    parser.add_argument("--bert-base", default="", help="also time these variants on a random BERT-base")
     args = parser.parse_args()
     args.batch_sizes = [int(x) for x in args.batch_sizes.split(",")]
     args.workers = [int(x) for x in args.workers.split(",")]
+    args.threads = [int(x) for x in args.threads.split(",") if x]
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("bench/gpu.py needs a CUDA GPU (--device cpu only tries the script out)")
     model_path = _common.minilm()
     from optuna_seqclf.model import quiet_libraries
 
     quiet_libraries()
+    if args.threads:
+        _common.record("GPU: torch threads of a trial", threads_part(args, model_path, args.device))
     if not args.skip_precision:
         _common.record("GPU: mixed precision, ours and the hand-written loop",
-                       precision_part(args, model_path, args.device))
-    _common.record("GPU: several concurrent trials on one GPU (tune --workers)",
-                   workers_part(args, model_path, args.device))
+                       precision_part(args, model_path, args.device, tuple(args.variants.split(",")),
+                                      "all-MiniLM-L6-v2"))
+    if args.bert_base:
+        _common.record("GPU: mixed precision on a BERT-base-sized model",
+                       precision_part(args, random_bert_base(model_path), args.device,
+                                      tuple(args.bert_base.split(",")), "a random BERT-base (12 x 768; timing only)"))
+    if not args.skip_workers:
+        _common.record("GPU: several concurrent trials on one GPU (tune --workers)",
+                       workers_part(args, model_path, args.device))
 
 
 if __name__ == "__main__":

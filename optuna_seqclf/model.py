@@ -119,6 +119,9 @@ def check_device(settings: TrainSettings) -> None:
             raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} visible CUDA GPU(s)")
     if device == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("--device mps: Apple's MPS backend is not available here")
+    gpu = device.startswith("cuda") or (not device and torch.cuda.is_available())
+    if settings.precision == "bf16" and gpu and not torch.cuda.is_bf16_supported():
+        raise ConfigError("--precision bf16: this GPU has no bf16 support; use fp16 or fp32")
 
 
 def assign_device(settings: TrainSettings, worker: int) -> TrainSettings:
@@ -247,7 +250,7 @@ def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[
 
 
 def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
-             batch_size: int, precision: str = "auto") -> EvalResult:
+             batch_size: int, precision: str = "fp32") -> EvalResult:
     """Loss and metrics on ``dataset``; batches of similar length, predictions back in input order."""
     import torch
 
@@ -259,7 +262,7 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
     logits = np.empty((len(split), model.config.num_labels), dtype=np.float32)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     loss_sum = 0.0
-    dtype = autocast_dtype(precision, device)
+    dtype = autocast_dtype(precision)
     autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
@@ -314,7 +317,7 @@ def fine_tune(
     optimizer = _adamw(params, hp.learning_rate, device)
     norm_of = GradientNorm(model, params)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, (total - step) / total))
-    dtype = autocast_dtype(settings.precision, device)
+    dtype = autocast_dtype(settings.precision)
     autocast = torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
     # fp16 needs loss scaling: small gradients would underflow to 0 (bf16 has fp32's range and needs none)
     scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
@@ -466,15 +469,8 @@ def _adamw(params: list[torch.nn.Parameter], lr: float, device: torch.device) ->
         return torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The dtype to autocast to for ``--precision`` on ``device``; None for plain fp32.
-
-    ``auto`` is bf16 on GPUs that have it (Ampere and later), fp16 on older GPUs, fp32 on CPUs and MPS:
-    a CPU without bf16 units runs bf16 slower than fp32."""
+def autocast_dtype(precision: str) -> torch.dtype | None:
+    """The dtype to autocast to for ``--precision``; None for plain fp32."""
     import torch
 
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]

@@ -24,7 +24,7 @@ from optuna_seqclf.model import evaluate, fine_tune
 
 @pytest.fixture(scope="module")
 def sst2(tiny_model: Path):  # type: ignore[no-untyped-def]
-    settings = TrainSettings(model=str(tiny_model), epochs=1, threads=1)
+    settings = TrainSettings(model=str(tiny_model), epochs=1, threads=1, device="cpu")  # the CPU paths, on any machine
     prepared = prepare(DataSpec(SST2_2K), settings)
     return settings, prepared, encode_corpus(prepared.corpus, prepared.tokenizer, 64)
 
@@ -371,11 +371,11 @@ def test_precision_sets_the_dtype_layers_compute_in_and_fp16_scales_the_loss(
     assert not torch.equal(trained, initial[0])  # steps were taken (fp16 skips only the ones that overflow)
 
 
-def test_precision_auto_is_fp32_on_a_cpu_and_a_bad_one_is_refused() -> None:
+def test_precision_is_fp32_unless_asked_and_a_bad_one_is_refused() -> None:
     from optuna_seqclf.errors import ConfigError
 
-    assert model_lib.autocast_dtype("auto", torch.device("cpu")) is None
-    assert model_lib.autocast_dtype("fp32", torch.device("cuda")) is None
-    assert model_lib.autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    assert TrainSettings(model="m").precision == "fp32"
+    assert model_lib.autocast_dtype("fp32") is None
+    assert model_lib.autocast_dtype("bf16") == torch.bfloat16
     with pytest.raises(ConfigError, match="--precision 'fp8'"):
         TrainSettings(model="m", precision="fp8")
