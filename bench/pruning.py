@@ -9,9 +9,12 @@ One after the other, each in a fresh process:
 - with ``--hf``: ``Trainer.hyperparameter_search(backend="optuna")`` with its defaults, the same GridSampler,
   metric and epochs (no pruning: by default it evaluates only after training).
 
-A trial's training steps are the epochs it reported times its steps per epoch.
+A trial's training steps are the epochs it reported times its steps per epoch. ``--exhaustive URL`` takes
+the exhaustive grid from an earlier ``tune --pruner none`` study of the same grid instead of training it
+again (its wall time is then the span of its trials' times).
 
     python bench/pruning.py [--batch-sizes 32] [--learning-rates ...] [--epochs 4] [--pruners median,halving] [--hf]
+        [--exhaustive sqlite:///path/studies/NAME.db]
 """
 
 from __future__ import annotations
@@ -50,7 +53,21 @@ def _tune(tmp: str, model: str, args: argparse.Namespace, pruner: str, n_train: 
                     "--epochs", args.epochs, "--pruner", pruner, "--quiet"], cwd=tmp, check=True,
                    stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - started
-    study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/studies/{name}.db")
+    return _outcome(optuna.load_study(study_name=name, storage=f"sqlite:///{tmp}/studies/{name}.db"), wall, n_train)
+
+
+def _recorded(url: str, n_train: int) -> Outcome:
+    """The outcome of an earlier study at ``url`` (its only study); wall time = first start to last end."""
+    import optuna
+
+    name = optuna.get_all_study_names(storage=url)[0]
+    study = optuna.load_study(study_name=name, storage=url)
+    trials = study.get_trials(deepcopy=False)
+    wall = (max(t.datetime_complete for t in trials) - min(t.datetime_start for t in trials)).total_seconds()
+    return _outcome(study, wall, n_train)
+
+
+def _outcome(study, wall: float, n_train: int) -> Outcome:  # type: ignore[no-untyped-def]
     trials = study.get_trials(deepcopy=False)
     steps = sum(len(t.intermediate_values) * math.ceil(n_train / t.params["batch_size"]) for t in trials)
     states = [t.state.name for t in trials]
@@ -64,6 +81,7 @@ def main() -> None:
     parser.add_argument("--epochs", default="4")
     parser.add_argument("--pruners", default="median,halving")
     parser.add_argument("--hf", action="store_true", help="also time Trainer.hyperparameter_search (P4)")
+    parser.add_argument("--exhaustive", default=None, help="storage URL of an earlier exhaustive study of this grid")
     args = parser.parse_args()
 
     model = _common.minilm()
@@ -76,12 +94,13 @@ def main() -> None:
                                                           args.learning_rates, args.epochs)
             hf_line = (f"- Trainer.hyperparameter_search (defaults, no pruning): {hf_wall:.1f} s "
                        f"(best {objective:.4f} {params})")
-        full = _tune(tmp, model, args, "none", n_train)
+        full = _recorded(args.exhaustive, n_train) if args.exhaustive else _tune(tmp, model, args, "none", n_train)
         pruned = {p: _tune(tmp, model, args, p, n_train) for p in args.pruners.split(",")}
 
     lines = [f"SST-2 2k, all-MiniLM-L6-v2, reduced grid: batch size {args.batch_sizes} x {args.learning_rates} "
              f"({points} points), {args.epochs} epochs, dev macro-F1 reported after every epoch; fresh processes",
-             f"- exhaustive (`--pruner none`): {full.wall:.1f} s, {full.steps} training steps, best dev F1 "
+             f"- exhaustive (`--pruner none`{', an earlier run: ' + args.exhaustive if args.exhaustive else ''}): "
+             f"{full.wall:.1f} s, {full.steps} training steps, best dev F1 "
              f"{full.best:.4f} {full.best_params}"]
     for name, out in pruned.items():
         gap = 100 * (full.best - out.best)

@@ -27,7 +27,6 @@ from .study import (
     PointStatus,
     StudyRecord,
     create_or_resume,
-    grid_sampler,
     load_study,
     local_study_lock,
     make_pruner,
@@ -35,6 +34,7 @@ from .study import (
     point_status,
     recover_interrupted,
     run_grid,
+    study_sampler,
 )
 from .tracking import check_log_dir, make_tracker
 
@@ -204,8 +204,8 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         settings = model_lib.assign_device(settings, index)
         prepared = prepare(data, settings)
         study = load_study(study_spec.study_name, open_storage(study_spec.storage), study_spec.storage,
-                           sampler=grid_sampler(space, settings.seed),
                            pruner=make_pruner(study_spec.pruner, settings.epochs, len(space)))
+        study.sampler = study_sampler(study)
         with local_study_lock(study_spec.storage):
             _train_points(study, study_spec, space, settings, prepared, log_dir, progress, workers)
     except SeqClfError as exc:

@@ -153,3 +153,57 @@ def test_ties_broken_by_loss_then_batch_size_then_learning_rate() -> None:
     for t in (_trial(0.5, 32, 1e-3, 0.4), _trial(0.7, 16, 1e-4, 0.9)):
         unique.add_trial(t)
     assert best_trial(unique).params == unique.best_params  # type: ignore[union-attr]
+
+
+def _record(grid_order: str):  # type: ignore[no-untyped-def]
+    from optuna_seqclf.config import DEFAULT_BATCH_SIZES, DEFAULT_LEARNING_RATES
+    from optuna_seqclf.study import StudyRecord
+
+    return StudyRecord(data_dir="d", text_column="sentence", label_column="Label", text_pair_column=None, model="m",
+                       tokenizer=None, epochs=4.0, max_steps=None, max_seq_length=128, seed=1,
+                       batch_sizes=DEFAULT_BATCH_SIZES, learning_rates=DEFAULT_LEARNING_RATES, config_name="c",
+                       task_name="t", data_fingerprint="f", grid_order=grid_order)
+
+
+def _run_points(study: optuna.Study, n: int) -> list[tuple[int, float]]:
+    record_space = SearchSpace()
+
+    def objective(trial: optuna.Trial) -> float:
+        trial.suggest_categorical("batch_size", list(record_space.batch_sizes))
+        trial.suggest_categorical("learning_rate", list(record_space.learning_rates))
+        return 0.5
+
+    study.optimize(objective, n_trials=n)
+    return [(t.params["batch_size"], t.params["learning_rate"]) for t in study.get_trials()]
+
+
+def test_a_new_study_trains_the_typical_fine_tuning_settings_first() -> None:
+    from optuna_seqclf.study import GRID_ORDER, create_or_resume, promise_rank
+
+    storage = optuna.storages.InMemoryStorage()
+    study = create_or_resume(_spec("new"), _record(GRID_ORDER), storage)
+    points = _run_points(study, 36)
+    assert len(set(points)) == 36  # every point of the default grid once
+    assert sorted(points[:2]) == [(16, 3e-5), (32, 3e-5)] and points[2] == (8, 3e-5)
+    assert points[3][1] == 5e-5 and {lr for _, lr in points[-9:]} == {1e-3, 3e-3, 5e-3}  # far-off last
+    ranks = [promise_rank(bs, lr) for bs, lr in points]
+    assert ranks == sorted(ranks)
+
+
+def test_a_study_made_with_the_shuffled_order_keeps_it_on_resume() -> None:
+    """Trial numbers refer to grid positions: a study created before the promising-first order must go
+    on in its own order, or its first pass would train some points twice and skip others."""
+    from optuna_seqclf.study import GRID_ORDER, RECORD_ATTR, create_or_resume
+
+    storage = optuna.storages.InMemoryStorage()
+    old = optuna.create_study(study_name="old", storage=storage, direction="maximize",
+                              sampler=optuna.samplers.GridSampler(SearchSpace().as_grid(), seed=1))
+    raw = _record("shuffled").to_json()
+    del raw["grid_order"]  # what an older optuna-seqclf stored
+    old.set_user_attr(RECORD_ATTR, raw)
+    first = _run_points(old, 10)
+    resumed = create_or_resume(_spec("old"), _record(GRID_ORDER), storage)  # today's tune on that study
+    points = _run_points(resumed, 26)
+    assert points[:10] == first and len(set(points)) == 36
+    reference = optuna.create_study(sampler=optuna.samplers.GridSampler(SearchSpace().as_grid(), seed=1))
+    assert points == _run_points(reference, 36)  # the shuffled order, all the way
