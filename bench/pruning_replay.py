@@ -5,9 +5,12 @@ or not a pruner stops it later (tests/test_workers.py checks runs agree to the l
 of one exhaustive ``tune --pruner none`` study, a pruned study is therefore replayed exactly by an Optuna
 study with the same GridSampler and pruner whose objective reports the recorded F1 after each epoch and
 stops when ``should_prune()`` says so, as ``Objective`` does. That costs milliseconds instead of hours, so
-each pruner is run under ``--orders`` grid orders (sampler seeds; and study names, which place trials in
-hyperband's brackets), not the one order a real run gets: the budget and best F1 for the order and name
-``bench/pruning.py`` gives ``tune`` and their spread over orders.
+each pruner is run under many orders, not the one a real run gets. ``tune`` trains a new study's grid
+from the typical fine-tuning settings outwards (``promising-first``; only ties between equally typical
+points depend on the seed): the replay gives the budget and best F1 for the seed and study name
+``bench/pruning.py`` gives ``tune``, then over ``--orders`` seeds and study names (the name places trials in
+hyperband's brackets), then over ``--orders`` shuffled orders (Optuna's GridSampler alone; what studies
+made before the promising-first order used).
 
 Checked against real runs: replayed under the seed and study names of ``bench/pruning.py``'s studies, it
 gives the step counts those real pruned studies measured (bench/RESULTS.md).
@@ -27,8 +30,9 @@ from collections.abc import Callable
 import _common
 import optuna
 
+import optuna_seqclf.study as study_lib
 from optuna_seqclf.config import SearchSpace
-from optuna_seqclf.study import StudyRecord, grid_sampler, make_pruner
+from optuna_seqclf.study import GRID_ORDER, StudyRecord, grid_sampler, make_pruner
 
 Curves = dict[tuple[int, float], list[float]]
 
@@ -42,11 +46,11 @@ def curves_of(study: optuna.Study) -> Curves:
 
 
 def replay(curves: Curves, space: SearchSpace, seed: int, pruner: optuna.pruners.BasePruner, study_name: str,
-           ) -> list[tuple[int, float, int, str]]:
+           order: str = "promising-first") -> list[tuple[int, float, int, str]]:
     """(batch size, learning rate, epochs trained, state) per trial, in the order the study ran them.
 
     The study name matters to ``hyperband``: it picks each trial's bracket from a hash of name and number."""
-    study = optuna.create_study(study_name=study_name, direction="maximize", sampler=grid_sampler(space, seed),
+    study = optuna.create_study(study_name=study_name, direction="maximize", sampler=grid_sampler(space, seed, order),
                                 pruner=pruner)
     ran: list[tuple[int, float, int, str]] = []
 
@@ -72,6 +76,8 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--pruners", default="median,halving,hyperband")
     parser.add_argument("--alternatives", action="store_true", help="also replay other settings of the pruners")
+    parser.add_argument("--centres", default="", help="also tune's order centred on these learning rates "
+                        "instead of 3e-5 (how much the result hangs on the prior)")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -88,8 +94,8 @@ def main() -> None:
     full_steps = sum(len(v) * steps_per_epoch[bs] for (bs, _), v in curves.items())
     best = max(v[-1] for v in curves.values())
     lines = [f"Curves of study {args.study!r}: {len(curves)} points, {record.epochs:g} epochs, best dev F1 "
-             f"{best:.4f}, {full_steps} training steps exhaustive; replayed under the seed `tune` used "
-             f"({record.seed}) and {args.orders} other grid orders (sampler seeds 1000...)"]
+             f"{best:.4f}, {full_steps} training steps exhaustive; replayed in tune's order (seed {record.seed}), "
+             f"then {args.orders} seeds (1000...) of the promising-first order and of the shuffled one"]
     pruners: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
         name: (lambda name=name: make_pruner(name, record.epochs, len(curves))) for name in args.pruners.split(",")}
     if args.alternatives:  # other settings of the same pruners, to see what the defaults trade
@@ -102,25 +108,40 @@ def main() -> None:
                 lambda rf=rf: p.HyperbandPruner(min_resource=1, max_resource=epochs, reduction_factor=rf))
 
     for name, build in pruners.items():
-        shares, gaps = [], []
-        for seed in [record.seed, *range(1000, 1000 + args.orders)]:
-            own = f"prune-{name.split(',')[0]}"  # the name bench/pruning.py gives its real study
-            study_name = own if seed == record.seed else f"replay-{seed}"
-            ran = replay(curves, space, seed, build(), study_name)
-            steps = sum(epochs * steps_per_epoch[bs] for bs, _, epochs, _ in ran)
-            found = max(curves[(bs, lr)][-1] for bs, lr, _, state in ran if state == "COMPLETE")
-            shares.append(steps / full_steps)
-            gaps.append(100 * (best - found))
-        met = sum(s <= 0.40 and g <= 0.5 for s, g in zip(shares[1:], gaps[1:]))
-        ordered = sorted(shares[1:])
+        own = f"prune-{name.split(',')[0]}"  # the name bench/pruning.py gives its real study
         label = name if " " in name else f"`--pruner {name}`"
-        lines.append(
-            f"- {label}: tune's order **{100 * shares[0]:.1f}%** of the steps, best {gaps[0]:.2f} points "
-            f"below; over {args.orders} orders: median {100 * statistics.median(shares[1:]):.1f}%, 10-90% "
-            f"{100 * ordered[len(ordered) // 10]:.1f}-{100 * ordered[9 * len(ordered) // 10]:.1f}%, best within "
-            f"0.5 points in {sum(g <= 0.5 for g in gaps[1:])}/{args.orders} and within 1 point in "
-            f"{sum(g <= 1.0 for g in gaps[1:])}/{args.orders}, P5 met in {met}/{args.orders}")
+        share, gap = _run(curves, space, steps_per_epoch, full_steps, best, record.seed, build, own, GRID_ORDER)
+        parts = [f"- {label}: tune's order **{100 * share:.1f}%** of the steps, best {gap:.2f} points below"]
+        for centre in [float(c) for c in args.centres.split(",") if c]:
+            typical, study_lib.TYPICAL_LEARNING_RATE = study_lib.TYPICAL_LEARNING_RATE, centre
+            try:
+                share, gap = _run(curves, space, steps_per_epoch, full_steps, best, record.seed, build, own,
+                                  GRID_ORDER)
+            finally:
+                study_lib.TYPICAL_LEARNING_RATE = typical
+            parts.append(f"centred on {centre:g}: {100 * share:.1f}%, {gap:.2f} below")
+        for order in (GRID_ORDER, "shuffled"):
+            runs = [_run(curves, space, steps_per_epoch, full_steps, best, seed, build, f"replay-{seed}", order)
+                    for seed in range(1000, 1000 + args.orders)]
+            shares, gaps = sorted(s for s, _ in runs), [g for _, g in runs]
+            met = sum(s <= 0.40 and g <= 0.5 for s, g in runs)
+            parts.append(
+                f"{order} over {args.orders} seeds: median {100 * statistics.median(shares):.1f}%, 10-90% "
+                f"{100 * shares[len(shares) // 10]:.1f}-{100 * shares[9 * len(shares) // 10]:.1f}%, best within 0.5 "
+                f"points in {sum(g <= 0.5 for g in gaps)}, within 1 point in {sum(g <= 1.0 for g in gaps)}, "
+                f"**P5 met in {met}/{args.orders}**")
+        lines.append("; ".join(parts))
     _common.record("P5 pruning by replay of an exhaustive study's learning curves", lines)
+
+
+def _run(curves: Curves, space: SearchSpace, steps_per_epoch: dict[int, int], full_steps: int, best: float,
+         seed: int, build: Callable[[], optuna.pruners.BasePruner], study_name: str, order: str,
+         ) -> tuple[float, float]:
+    """(share of the exhaustive grid's steps, points below its best F1) of one replayed pruned study."""
+    ran = replay(curves, space, seed, build(), study_name, order)
+    steps = sum(epochs * steps_per_epoch[bs] for bs, _, epochs, _ in ran)
+    found = max(curves[(bs, lr)][-1] for bs, lr, _, state in ran if state == "COMPLETE")
+    return steps / full_steps, 100 * (best - found)
 
 
 if __name__ == "__main__":
