@@ -90,7 +90,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         hf_line, hf_wall = None, None
         if args.hf:
-            hf_wall, objective, params, _ = run_hf_search(model, f"{tmp}/hf", args.batch_sizes,
+            hf_wall, objective, params, *_ = run_hf_search(model, f"{tmp}/hf", args.batch_sizes,
                                                           args.learning_rates, args.epochs)
             hf_line = (f"- Trainer.hyperparameter_search (defaults, no pruning): {hf_wall:.1f} s "
                        f"(best {objective:.4f} {params})")
