@@ -1,6 +1,6 @@
-"""Training throughput with glibc's malloc keeping freed memory (``model.keep_freed_memory``) and without.
+"""Training throughput with glibc's malloc keeping freed memory (``runtime.keep_freed_memory``) and without.
 
-Each run is one `tune` trial's training (``model.fine_tune`` after ``configure_torch``, as ``tune`` runs
+Each run is one `tune` trial's training (``train.fine_tune`` after ``configure_process``, as ``tune`` runs
 it) in a fresh process: SST-2 2k, all-MiniLM-L6-v2, max length 128, 1 epoch. The baseline process
 leaves glibc's defaults (blocks over 32 MB mmapped and unmapped on every step). Runs alternate so
 drift in the machine's speed hits both; ratios compare medians. Peak RSS shows the memory it costs.
@@ -20,17 +20,18 @@ import _common
 
 ONE_TRIAL = """
 import json, resource, sys
-from optuna_seqclf import model as model_lib
+from optuna_seqclf import runtime as runtime_lib
 from optuna_seqclf import DataSpec, HParams, TrainSettings, prepare
 from optuna_seqclf.data import encode_corpus
+from optuna_seqclf.train import fine_tune
 variant, data_dir, model_path, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if variant == "glibc-defaults":
-    model_lib.keep_freed_memory = lambda: False
+    runtime_lib.keep_freed_memory = lambda: False
 settings = TrainSettings(model=model_path, epochs=1, seed=1)
 prepared = prepare(DataSpec(data_dir), settings)
 encoded = encode_corpus(prepared.corpus, prepared.tokenizer, 128)
-model_lib.configure_torch(settings)
-result = model_lib.fine_tune(model_path, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label,
+runtime_lib.configure_process()
+result = fine_tune(model_path, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label,
                              HParams(batch_size, 5e-5), settings, 1)
 print(json.dumps({"seconds": result.train_metrics["train_runtime"], "examples": len(encoded.train),
                   "f1": result.dev.metrics["f1"], "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3}))

@@ -27,23 +27,24 @@ def main() -> None:
     args = parser.parse_args()
 
     from optuna_seqclf import DataSpec, HParams, TrainSettings, prepare
-    from optuna_seqclf import model as model_lib
+    from optuna_seqclf import train as train_lib
     from optuna_seqclf.data import encode_corpus
+    from optuna_seqclf.runtime import configure_process
 
     model_path = _common.minilm()
     settings = TrainSettings(model=model_path, max_steps=args.steps, seed=1)
-    model_lib.configure_torch(settings)
+    configure_process()
     prepared = prepare(DataSpec(_common.SST2_2K), settings)
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, 128)
     dev = encoded.dev.select(range(32))
-    own_weights = model_lib.own_weights
+    own_weights = train_lib.own_weights
     variants = {"file mapping": lambda model: model, "own copy": own_weights}
     runs: dict[str, list[float]] = {v: [] for v in variants}
 
     def trial(variant: str) -> float:
-        model_lib.own_weights = variants[variant]
+        train_lib.own_weights = variants[variant]
         started = time.perf_counter()
-        model_lib.fine_tune(model_path, prepared.tokenizer, encoded.train, dev, prepared.corpus.id2label,
+        train_lib.fine_tune(model_path, prepared.tokenizer, encoded.train, dev, prepared.corpus.id2label,
                             HParams(args.batch_size, 5e-5), settings, 1)
         return time.perf_counter() - started
 
@@ -52,7 +53,7 @@ def main() -> None:
         for variant in variants:
             runs[variant].append(trial(variant))
             print(f"rep {rep + 1} {variant}: {runs[variant][-1]:.2f} s", flush=True)
-    model_lib.own_weights = own_weights
+    train_lib.own_weights = own_weights
     wall = {v: statistics.median(runs[v]) for v in variants}
     saved = wall["file mapping"] - wall["own copy"]
     _common.record("Trial start: weights in the checkpoint's file mapping vs our own copy", [

@@ -32,8 +32,8 @@ VARIANTS = ("ours fp32", "ours bf16", "ours fp16", "loop fp32", "loop bf16")
 def one_run(variant: str, model_path: str, prepared, encoded, batch_size: int, seed: int,  # type: ignore[no-untyped-def]
             device: str, max_steps: int | None = None) -> tuple[float, float | None, float]:
     """(training examples/s, dev F1 or None, peak GPU memory in GB) of one run of ``variant``."""
-    from optuna_seqclf.config import HParams, TrainSettings
-    from optuna_seqclf.model import fine_tune
+    from optuna_seqclf.config import HParams, MachineSettings, TrainSettings
+    from optuna_seqclf.train import fine_tune
 
     who, precision = variant.split()
     if torch.cuda.is_available():
@@ -42,10 +42,10 @@ def one_run(variant: str, model_path: str, prepared, encoded, batch_size: int, s
         dtype = torch.bfloat16 if precision == "bf16" else None
         secs, n = hand_loop(model_path, encoded.train, batch_size, 5e-5, 1, seed, device=device, dtype=dtype)
         return n / secs, None, peak_gb()
-    settings = TrainSettings(model=model_path, epochs=1, max_steps=max_steps, seed=seed, device=device,
-                             precision=precision)
+    settings = TrainSettings(model=model_path, epochs=1, max_steps=max_steps, seed=seed)
+    machine = MachineSettings(device=device, precision=precision)
     result = fine_tune(model_path, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label,
-                       HParams(batch_size, 5e-5), settings, seed)
+                       HParams(batch_size, 5e-5), settings, seed, machine=machine)
     return result.train_metrics["train_samples_per_second"], result.dev.metrics["f1"], peak_gb()
 
 
@@ -214,7 +214,7 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("bench/gpu.py needs a CUDA GPU (--device cpu only tries the script out)")
     model_path = _common.minilm()
-    from optuna_seqclf.model import quiet_libraries
+    from optuna_seqclf.runtime import quiet_libraries
 
     quiet_libraries()
     if args.threads:

@@ -28,20 +28,22 @@ def main() -> None:
     import torch
 
     from optuna_seqclf import DataSpec, TrainSettings, prepare
-    from optuna_seqclf import model as model_lib
     from optuna_seqclf.batches import TensorSplit, collate, length_grouped_batches
     from optuna_seqclf.data import encode_corpus
+    from optuna_seqclf.model import load_model, own_weights
+    from optuna_seqclf.optim import GradientNorm, adamw, clip_gradients
+    from optuna_seqclf.runtime import configure_process
 
     model_path = _common.minilm()
     settings = TrainSettings(model=model_path)
-    model_lib.configure_torch(settings)
+    configure_process()
     prepared = prepare(DataSpec(_common.SST2_2K), settings)
     split = TensorSplit.from_dataset(encode_corpus(prepared.corpus, prepared.tokenizer, 128).train)
-    model = model_lib.own_weights(model_lib.load_model(model_path, prepared.corpus.id2label))
+    model = own_weights(load_model(model_path, prepared.corpus.id2label))
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = model_lib._adamw(params, 5e-5, torch.device("cpu"))
-    norm_of = model_lib.GradientNorm(model, params)
+    optimizer = adamw(params, 5e-5, torch.device("cpu"))
+    norm_of = GradientNorm(model, params)
     full_ms, rows_ms, step_ms, gaps = [], [], [], []
     batches = length_grouped_batches(split.lengths, args.batch_size, np.random.default_rng(1))
     for i, rows in enumerate(batches[:args.batches + 2]):
@@ -60,7 +62,7 @@ def main() -> None:
                 rows_ms.append(1e3 * (ended - middle))
         gaps.append(abs(float(ours) - float(full)) / float(full))
         began = time.perf_counter()
-        model_lib._clip_gradients(params, torch.device("cpu"), optimizer, total=ours)
+        clip_gradients(params, torch.device("cpu"), optimizer, total=ours)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         if i >= 2:

@@ -30,9 +30,10 @@ from collections.abc import Callable
 import _common
 import optuna
 
-import optuna_seqclf.study as study_lib
+import optuna_seqclf.grid as grid_lib
 from optuna_seqclf.config import SearchSpace
-from optuna_seqclf.study import GRID_ORDER, StudyRecord, grid_sampler, make_pruner
+from optuna_seqclf.grid import GRID_ORDER, enqueue_untaken, grid_order
+from optuna_seqclf.study import StudyRecord, make_pruner
 
 Curves = dict[tuple[int, float], list[float]]
 
@@ -50,8 +51,8 @@ def replay(curves: Curves, space: SearchSpace, seed: int, pruner: optuna.pruners
     """(batch size, learning rate, epochs trained, state) per trial, in the order the study ran them.
 
     The study name matters to ``hyperband``: it picks each trial's bracket from a hash of name and number."""
-    study = optuna.create_study(study_name=study_name, direction="maximize", sampler=grid_sampler(space, seed, order),
-                                pruner=pruner)
+    study = optuna.create_study(study_name=study_name, direction="maximize", pruner=pruner)
+    enqueue_untaken(study, grid_order(space, seed, order))  # the queue `tune` makes
     ran: list[tuple[int, float, int, str]] = []
 
     def objective(trial: optuna.Trial) -> float:
@@ -84,22 +85,23 @@ def main() -> None:
 
     exhaustive = optuna.load_study(study_name=args.study, storage=args.storage)
     record = StudyRecord.from_study(exhaustive)
-    space = SearchSpace(record.batch_sizes, record.learning_rates)
+    epochs, seed = record.settings.epochs, record.settings.seed
+    space = record.space
     curves = curves_of(exhaustive)
-    if len(curves) != len(record.batch_sizes) * len(record.learning_rates):
+    if len(curves) != len(space):
         raise SystemExit(f"{args.study}: {len(curves)} complete points; the replay needs the whole grid")
-    with open(f"{record.data_dir}/train.txt", encoding="utf-8") as fh:
+    with open(f"{record.data.data_dir}/train.txt", encoding="utf-8") as fh:
         n_train = sum(1 for _ in fh) - 1  # the header
-    steps_per_epoch = {bs: math.ceil(n_train / bs) for bs in record.batch_sizes}
+    steps_per_epoch = {bs: math.ceil(n_train / bs) for bs in space.batch_sizes}
     full_steps = sum(len(v) * steps_per_epoch[bs] for (bs, _), v in curves.items())
     best = max(v[-1] for v in curves.values())
-    lines = [f"Curves of study {args.study!r}: {len(curves)} points, {record.epochs:g} epochs, best dev F1 "
-             f"{best:.4f}, {full_steps} training steps exhaustive; replayed in tune's order (seed {record.seed}), "
+    lines = [f"Curves of study {args.study!r}: {len(curves)} points, {epochs:g} epochs, best dev F1 "
+             f"{best:.4f}, {full_steps} training steps exhaustive; replayed in tune's order (seed {seed}), "
              f"then {args.orders} seeds (1000...) of the promising-first order and of the shuffled one"]
     pruners: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
-        name: (lambda name=name: make_pruner(name, record.epochs, len(curves))) for name in args.pruners.split(",")}
+        name: (lambda name=name: make_pruner(name, epochs, len(curves))) for name in args.pruners.split(",")}
     if args.alternatives:  # other settings of the same pruners, to see what the defaults trade
-        epochs, p = math.ceil(record.epochs), optuna.pruners
+        epochs, p = math.ceil(record.settings.epochs), optuna.pruners
         pruners.update({
             f"median, {k} startup trial(s)": (lambda k=k: p.MedianPruner(n_startup_trials=k)) for k in (1, 3, 5)})
         pruners["halving, reduction factor 4"] = lambda: p.SuccessiveHalvingPruner(min_resource=1, reduction_factor=4)
@@ -110,15 +112,15 @@ def main() -> None:
     for name, build in pruners.items():
         own = f"prune-{name.split(',')[0]}"  # the name bench/pruning.py gives its real study
         label = name if " " in name else f"`--pruner {name}`"
-        share, gap = _run(curves, space, steps_per_epoch, full_steps, best, record.seed, build, own, GRID_ORDER)
+        share, gap = _run(curves, space, steps_per_epoch, full_steps, best, seed, build, own, GRID_ORDER)
         parts = [f"- {label}: tune's order **{100 * share:.1f}%** of the steps, best {gap:.2f} points below"]
         for centre in [float(c) for c in args.centres.split(",") if c]:
-            typical, study_lib.TYPICAL_LEARNING_RATE = study_lib.TYPICAL_LEARNING_RATE, centre
+            typical, grid_lib.TYPICAL_LEARNING_RATE = grid_lib.TYPICAL_LEARNING_RATE, centre
             try:
-                share, gap = _run(curves, space, steps_per_epoch, full_steps, best, record.seed, build, own,
+                share, gap = _run(curves, space, steps_per_epoch, full_steps, best, record.settings.seed, build, own,
                                   GRID_ORDER)
             finally:
-                study_lib.TYPICAL_LEARNING_RATE = typical
+                grid_lib.TYPICAL_LEARNING_RATE = typical
             parts.append(f"centred on {centre:g}: {100 * share:.1f}%, {gap:.2f} below")
         for order in (GRID_ORDER, "shuffled"):
             runs = [_run(curves, space, steps_per_epoch, full_steps, best, seed, build, f"replay-{seed}", order)

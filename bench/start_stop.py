@@ -3,7 +3,7 @@
 Aim sets up a new repo in ~1.3 s (its database migrations run in a child process); ``tune`` now does that
 in the background while it tokenises and loads the model. At exit, Python tears down the ~5,000 modules
 torch, transformers, datasets, aim and scikit-learn bring (1-1.5 s); the CLI now skips that teardown
-(``optuna_seqclf.fast_exit``). Both are measured on a short `tune` (one grid point, 0.1 epoch, SST-2 2k,
+(``optuna_seqclf.runtime.exit_now``). Both are measured on a short `tune` (one grid point, 0.1 epoch, SST-2 2k,
 all-MiniLM-L6-v2, fresh folders, fresh processes), the variants alternating:
 
 - ``no-track``: ``--no-track`` (no Aim at all: the floor for the Aim cost);

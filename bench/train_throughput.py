@@ -98,7 +98,7 @@ def interleaved(model_path: str, prepared, encoded, batch_size: int, lr: float, 
     The loop's step runs inside our ``on_step`` hook and its time is taken out of ours, so both see the
     same moment of the machine, step by step."""
     from optuna_seqclf.config import HParams, TrainSettings
-    from optuna_seqclf.model import fine_tune
+    from optuna_seqclf.train import fine_tune
 
     loop = hand_steps(model_path, encoded.train, batch_size, lr, epochs, seed)
     next(loop)
@@ -113,7 +113,7 @@ def interleaved(model_path: str, prepared, encoded, batch_size: int, lr: float, 
         loop_s.append(time.perf_counter() - began)
         mark[0] = time.perf_counter()
 
-    settings = TrainSettings(model=model_path, epochs=epochs, seed=seed, threads=torch.get_num_threads())
+    settings = TrainSettings(model=model_path, epochs=epochs, seed=seed)
     fine_tune(model_path, prepared.tokenizer, encoded.train, encoded.dev.select(range(8)), prepared.corpus.id2label,
               HParams(batch_size, lr), settings, seed, on_step=on_step)
     return ours_s[1:], loop_s[1:]  # the first of ours also holds the model load: both left out
@@ -121,9 +121,9 @@ def interleaved(model_path: str, prepared, encoded, batch_size: int, lr: float, 
 
 def ours(model_path: str, prepared, encoded, batch_size: int, lr: float, epochs: int, seed: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
     from optuna_seqclf.config import HParams, TrainSettings
-    from optuna_seqclf.model import fine_tune
+    from optuna_seqclf.train import fine_tune
 
-    settings = TrainSettings(model=model_path, epochs=epochs, seed=seed, threads=torch.get_num_threads())
+    settings = TrainSettings(model=model_path, epochs=epochs, seed=seed)
     result = fine_tune(model_path, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label,
                        HParams(batch_size, lr), settings, seed)
     return result.train_metrics["train_runtime"], len(encoded.train) * epochs
@@ -141,7 +141,7 @@ def main() -> None:
 
     from optuna_seqclf import DataSpec, TrainSettings, prepare
     from optuna_seqclf.data import encode_corpus
-    from optuna_seqclf.model import keep_freed_memory
+    from optuna_seqclf.runtime import keep_freed_memory
 
     keep_freed_memory()  # the allocator settings `tune` uses, for every loop here (bench/allocator.py: its own gain)
     model_path = _common.minilm()

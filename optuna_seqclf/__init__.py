@@ -1,38 +1,75 @@
 """optuna-seqclf: find the best batch size and learning rate for a sequence classifier, then train replicas.
 
-The public API is small: build the frozen settings, then call ``tune`` and ``train_replicas``::
+The public API is small: build the frozen settings, then call ``tune`` and ``train_replicas`` (or ``run``
+for both)::
 
     from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune, train_replicas
+
+A library call leaves the calling process as it was (threads, allocator, log levels, CUDA device);
+``configure_process()`` gives a Python process the command line's speed settings.
 """
 
-from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings, default_storage, default_study_name
-from .errors import ConfigError, DataError, ModelLoadError, OutputError, SeqClfError, StudyError
+from .config import (
+    DataSpec,
+    HParams,
+    MachineSettings,
+    SearchSpace,
+    StudySpec,
+    TrainSettings,
+    default_storage,
+    default_study_name,
+)
+from .errors import (
+    ConfigError,
+    DashboardError,
+    DataError,
+    ModelLoadError,
+    OutputError,
+    SeqClfError,
+    StudyError,
+    TrackingError,
+)
+from .grid import PointStatus, TrialResult
+from .inputs import Prepared, prepare
+from .pipeline import RunResult, run
 from .replicas import ReplicaResult, ReplicasResult, train_replicas
-from .report import best_trial
-from .tuning import TuneResult, prepare, tune
+from .runtime import configure_process
+from .summary import MetricSummary, Summary
+from .tuning import TuneResult, study_result, tune
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ConfigError",
+    "DashboardError",
     "DataError",
     "DataSpec",
     "HParams",
+    "MachineSettings",
+    "MetricSummary",
     "ModelLoadError",
     "OutputError",
+    "PointStatus",
+    "Prepared",
     "ReplicaResult",
     "ReplicasResult",
+    "RunResult",
     "SearchSpace",
     "SeqClfError",
     "StudyError",
     "StudySpec",
+    "Summary",
+    "TrackingError",
     "TrainSettings",
+    "TrialResult",
     "TuneResult",
     "__version__",
-    "best_trial",
+    "configure_process",
     "default_storage",
     "default_study_name",
     "prepare",
+    "run",
+    "study_result",
     "train_replicas",
     "tune",
 ]

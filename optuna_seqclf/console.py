@@ -12,7 +12,7 @@ from typing import TextIO
 
 import click
 
-from .model import StepHook
+from .hooks import StepHook
 
 _BAR_WIDTH = 24
 

@@ -1,7 +1,7 @@
 """optuna-dashboard for a study's storage. The only module importing optuna_dashboard.
 
 SQLite and a live study: the dashboard reads while workers write. Studies are opened in WAL mode (see
-``study.open_storage``), where readers never block a writer, and every connection waits up to 60 s for a
+``storage.open_storage``), where readers never block a writer, and every connection waits up to 60 s for a
 lock instead of failing with "database is locked".
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from .errors import ConfigError, StudyError
-from .study import open_storage, redact
+from .errors import ConfigError, DashboardError
+from .storage import open_storage, redact
 
 
 def check_port(host: str, port: int) -> None:
@@ -28,7 +28,7 @@ def check_port(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise StudyError(f"{host}:{port}: cannot serve the dashboard there ({exc.strerror}); "
+            raise DashboardError(f"{host}:{port}: cannot serve the dashboard there ({exc.strerror}); "
                              "pick another --port") from None
 
 
@@ -41,7 +41,7 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080,
     try:
         from optuna_dashboard import run_server
     except ImportError:
-        raise StudyError("optuna-dashboard is not installed: pip install 'optuna-seqclf[dashboard]'") from None
+        raise DashboardError("optuna-dashboard is not installed: pip install optuna-dashboard") from None
     storage = open_storage(storage_url, must_exist=True)
     check_port(host, port)
     if announce is not None:

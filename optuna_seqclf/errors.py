@@ -23,6 +23,10 @@ class StudyError(SeqClfError):
     """The study or its storage is missing, unreachable, corrupt or incompatible."""
 
 
+class DashboardError(SeqClfError):
+    """optuna-dashboard cannot be served: the port is taken, or the package is missing."""
+
+
 class OutputError(SeqClfError):
     """An output folder cannot be written."""
 

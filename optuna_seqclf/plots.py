@@ -13,7 +13,8 @@ from .config import HParams
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .study import PointStatus
+    from .grid import PointStatus
+    from .summary import MetricSummary
 
 _STATE_LABELS = {"FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "PENDING": "not run"}
 
@@ -54,8 +55,8 @@ def heatmap(points: Sequence[PointStatus], best: HParams | None, path: Path, tit
     sizes = sorted({p.point.batch_size for p in points})
     grid = np.full((len(sizes), len(lrs)), np.nan)
     for p in points:
-        if p.complete is not None and p.complete.value is not None:
-            grid[sizes.index(p.point.batch_size), lrs.index(p.point.learning_rate)] = p.complete.value
+        if p.result is not None:
+            grid[sizes.index(p.point.batch_size), lrs.index(p.point.learning_rate)] = p.result.value
     x_edges, y_edges = _log_edges(lrs), np.arange(len(sizes) + 1) - 0.5
     fig, ax = _figure(max(6.0, 0.75 * len(lrs) + 2.5), max(3.0, 0.8 * len(sizes) + 1.8))
     ax.set_facecolor("#e6e6e6")
@@ -120,13 +121,10 @@ def learning_curves(curves: dict[HParams, list[dict[str, float]]], path: Path, t
     return _save(fig, path)
 
 
-def replicas(seeds: Sequence[int], test_f1: Sequence[float], ci95: tuple[float, float], path: Path,
+def replicas(seeds: Sequence[int], test_f1: Sequence[float], summary: MetricSummary, path: Path,
              title: str) -> Path:
     """Each seed's test macro-F1 as a point, the mean with ± one standard deviation and the 95% CI."""
-    import statistics
-
-    mean = statistics.fmean(test_f1)
-    std = statistics.stdev(test_f1) if len(test_f1) > 1 else 0.0
+    mean, std, ci95 = summary.mean, summary.std, summary.ci95
     fig, ax = _figure(6.0, 3.6)
     ax.scatter(range(len(seeds)), test_f1, color="#1f77b4", zorder=3, label="one replica (seed)")
     for i, f1 in enumerate(test_f1):

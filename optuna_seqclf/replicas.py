@@ -14,16 +14,18 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import model as model_lib
-from .config import DEFAULT_SEEDS, HParams, TrainSettings
-from .data import encode_corpus
+from .config import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
 from .errors import OutputError, StudyError
-from .interrupts import gated_interrupts
-from .model import StepHook
-from .report import best_trial, summarize
-from .study import REPLICAS_ATTR, StudyRecord, load_study, open_storage
+from .grid import REPLICAS_ATTR
+from .hooks import Progress, StepHook, silent
+from .inputs import Prepared, prepare
+from .interrupts import InterruptGate, gated_interrupts
+from .optim import MAX_GRAD_NORM
+from .storage import open_storage
+from .study import StudyRecord, best_trial, load_study
+from .summary import Summary
 from .tracking import Tracker, check_log_dir, log_to, make_tracker
-from .tuning import Prepared, Progress, _silent, prepare
+from .train import EvalResult, FineTuneResult, evaluate, fine_tune
 
 COMPLETE_MARKER = "all_results.json"
 SUMMARY_FILE = "replicas_summary.json"
@@ -47,7 +49,7 @@ class ReplicasResult:
     best_dev_f1: float
     output_dir: Path
     replicas: list[ReplicaResult]
-    summary: dict[str, dict[str, float]]
+    summary: Summary
 
 
 def replica_dir_name(config_name: str, task_name: str, hp: HParams, epochs_label: str, seed: int) -> str:
@@ -67,13 +69,14 @@ def check_writable(output_dir: Path) -> None:
 
 
 def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: Sequence[int] = DEFAULT_SEEDS,
-                   *, overrides: dict[str, Any] | None = None, log_dir: Path | None = Path("logs"),
-                   progress: Progress = _silent, prepared: Prepared | None = None,
+                   *, data_dir: Path | None = None, model: str | None = None, tokenizer: str | None = None,
+                   machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
+                   progress: Progress = silent, prepared: Prepared | None = None,
                    on_step: StepHook | None = None) -> ReplicasResult:
-    """Train one replica per seed with ``study.best_params``; reuse replicas already complete.
+    """Train one replica per seed with the study's best point; reuse replicas already complete.
 
-    ``overrides`` replaces recorded training settings (``model``, ``tokenizer``, ``threads``, ``device``,
-    ``precision``, ``eval_batch_size``); the data folder can be overridden with ``data_dir``.
+    The data folder, model, tokenizer and training settings are the ones the study recorded; ``data_dir``,
+    ``model`` and ``tokenizer`` replace them. The calling process's settings are left as they are.
     """
     storage = open_storage(storage_url, must_exist=True)
     study = load_study(study_name, storage, storage_url)
@@ -81,51 +84,38 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     best = best_trial(study)
     if best is None:
         raise StudyError(f"study {study_name!r} has no COMPLETE trial yet; run `optuna-seqclf tune` to finish it")
-    hp = HParams.from_params(best.params)
-    overrides = dict(overrides or {})
-    data = record.data_spec()
-    if overrides.get("data_dir"):
-        data = replace(data, data_dir=Path(overrides.pop("data_dir")))
-    overrides.pop("data_dir", None)
-    settings = replace(record.settings(), **{k: v for k, v in overrides.items() if v is not None})
+    hp, machine = best.point, machine or MachineSettings()
+    data = replace(record.data, data_dir=Path(data_dir)) if data_dir else record.data
+    swapped = {"model": model, "tokenizer": tokenizer}
+    settings = replace(record.settings, **{k: v for k, v in swapped.items() if v is not None})
     check_writable(output_dir)
     check_log_dir(log_dir)
-    prepared = prepared or prepare(data, settings)
-    model_lib.configure_torch(settings)
+    prepared = prepared or prepare(data, settings, machine)
     progress(f"Best configuration of {study_name!r}: batch size {hp.batch_size}, learning rate {hp.learning_rate!r} "
              f"(dev F1 {best.value:.4f}, trial {best.number}); training {len(seeds)} replicas in {output_dir}")
-    tracker = make_tracker(log_dir, study_name)
-    encoded = None
-    results = []
-    with gated_interrupts() as gate:
-
-        def after_step(done: int, total: int) -> None:
-            gate.check()  # Ctrl-C stops between two steps; the unfinished replica is removed
-            if on_step is not None:
-                on_step(done, total)
-
-        for seed in seeds:
-            final = output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label,
-                                                  seed)
-            if (final / COMPLETE_MARKER).exists():
-                results.append(_read_replica(final, seed))
-                progress(f"seed {seed}: {final.name} exists, reused")
-                continue
-            gate.check()
-            if encoded is None:
-                encoded = encode_corpus(prepared.corpus, prepared.tokenizer, settings.max_seq_length)
-            result = _train_one(prepared, encoded, settings, hp, seed, final, record.task_name, tracker, study_name,
-                                after_step)
-            results.append(result)
-            progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
-    summary = summarize(results)
+    job = _ReplicaJob(prepared, settings, machine, hp, record.task_name, make_tracker(log_dir, study_name), study_name)
+    folders = {seed: output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label,
+                                                   seed) for seed in seeds}
+    results = job.train_all(folders, progress, on_step)
+    summary = Summary.of([asdict(r) for r in results])
     payload = {
         "study_name": study_name, "storage": storage_url, "best_trial": best.number, "best_dev_f1": best.value,
-        "params": asdict(hp), "seeds": list(seeds), "replicas": [asdict(r) for r in results], **summary,
+        "params": asdict(hp), "seeds": list(seeds), "replicas": [asdict(r) for r in results], **summary.to_json(),
     }
     _write_json_atomic(output_dir / SUMMARY_FILE, payload)
     study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(output_dir.resolve())})  # for `report`
-    return ReplicasResult(study_name, hp, float(best.value), output_dir, results, summary)
+    return ReplicasResult(study_name, hp, best.value, output_dir, results, summary)
+
+
+def _gated(gate: InterruptGate, on_step: StepHook | None) -> StepHook:
+    """A step hook where Ctrl-C stops between two steps (the unfinished replica is removed), then ``on_step``."""
+
+    def after_step(done: int, total: int) -> None:
+        gate.check()
+        if on_step is not None:
+            on_step(done, total)
+
+    return after_step
 
 
 def _remove_stale_temp(final: Path) -> None:
@@ -146,40 +136,67 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _train_one(prepared: Prepared, encoded: Any, settings: TrainSettings, hp: HParams, seed: int, final: Path,
-               task_name: str, tracker: Tracker, study_name: str, on_step: StepHook) -> ReplicaResult:
-    _remove_stale_temp(final)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    run = tracker.start(f"{study_name}/replica-seed{seed}", {
-        "study": study_name, "model": settings.model, "batch_size": hp.batch_size,
-        "learning_rate": hp.learning_rate, "seed": seed, "epochs": settings.epochs, "replica": True,
-    })
-    try:
-        tmp.mkdir(parents=True)  # the replica in progress; renamed into place when complete
-        tuned = model_lib.fine_tune(
-            settings.model, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label, hp, settings,
-            seed, on_step=on_step, on_log=log_to(run),
-        )
-        test = model_lib.evaluate(tuned.model, encoded.test, prepared.tokenizer, settings.eval_batch_size,
-                                  settings.precision)
-        for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
-            for name in ("f1", "accuracy", "loss"):
-                run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)),
-                          subset=split if split == "test" else "eval")
-        _write_replica(tmp, tuned, test, prepared, hp, settings, seed, task_name)
-        os.replace(tmp, final)
-    except OSError as exc:
+@dataclass
+class _ReplicaJob:
+    """What every replica of one call shares: inputs, settings, the best point, the tracker."""
+
+    prepared: Prepared
+    settings: TrainSettings
+    machine: MachineSettings
+    hp: HParams
+    task_name: str
+    tracker: Tracker
+    study_name: str
+
+    def train_all(self, folders: dict[int, Path], progress: Progress, on_step: StepHook | None) -> list[ReplicaResult]:
+        """Each seed's replica into its folder, in order; one that is complete already is read, not trained."""
+        results = []
+        with gated_interrupts() as gate:
+            for seed, final in folders.items():
+                if (final / COMPLETE_MARKER).exists():
+                    results.append(_read_replica(final, seed))
+                    progress(f"seed {seed}: {final.name} exists, reused")
+                    continue
+                gate.check()
+                result = self.train(seed, final, _gated(gate, on_step))
+                results.append(result)
+                progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
+        return results
+
+    def train(self, seed: int, final: Path, on_step: StepHook) -> ReplicaResult:
+        """Train, evaluate and write one replica into a temporary folder, then rename it to ``final``."""
+        _remove_stale_temp(final)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        raise OutputError(f"{final}: replica could not be written ({exc.strerror or exc}); "
-                          "nothing was kept for this seed") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    finally:
-        run.close()
-    return ReplicaResult(seed, str(final), tuned.dev.metrics["f1"], tuned.dev.metrics["accuracy"],
-                         test.metrics["f1"], test.metrics["accuracy"])
+        s, hp = self.settings, self.hp
+        run = self.tracker.start(f"{self.study_name}/replica-seed{seed}", {
+            "study": self.study_name, "model": s.model, "batch_size": hp.batch_size,
+            "learning_rate": hp.learning_rate, "seed": seed, "epochs": s.epochs, "replica": True,
+        })
+        encoded = self.prepared.encoded(s.max_seq_length)
+        try:
+            tmp.mkdir(parents=True)  # the replica in progress; renamed into place when complete
+            tuned = fine_tune(s.model, self.prepared.tokenizer, encoded.train, encoded.dev,
+                              self.prepared.corpus.id2label, hp, s, seed, machine=self.machine, on_step=on_step,
+                              on_log=log_to(run))
+            test = evaluate(tuned.model, encoded.test, self.prepared.tokenizer, self.machine.eval_batch_size,
+                            self.machine.precision)
+            for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
+                for name in ("f1", "accuracy", "loss"):
+                    run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
+            _write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name)
+            os.replace(tmp, final)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise OutputError(f"{final}: replica could not be written ({exc.strerror or exc}); "
+                              "nothing was kept for this seed") from None
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            run.close()
+        return ReplicaResult(seed, str(final), tuned.dev.metrics["f1"], tuned.dev.metrics["accuracy"],
+                             test.metrics["f1"], test.metrics["accuracy"])
 
 
 def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float) -> dict[str, float]:
@@ -189,7 +206,7 @@ def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float
     return out
 
 
-def _write_replica(tmp: Path, tuned: model_lib.FineTuneResult, test: model_lib.EvalResult, prepared: Prepared,
+def _write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: Prepared,
                    hp: HParams, settings: TrainSettings, seed: int, task_name: str) -> None:
     """Every file of a replica, into ``tmp``; ``all_results.json`` last, as the mark of a complete replica."""
     tuned.model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
@@ -212,7 +229,7 @@ def _write_replica(tmp: Path, tuned: model_lib.FineTuneResult, test: model_lib.E
         "model": settings.model, "tokenizer": settings.tokenizer_name, "per_device_train_batch_size": hp.batch_size,
         "learning_rate": hp.learning_rate, "num_train_epochs": settings.epochs, "max_steps": settings.max_steps,
         "max_seq_length": settings.max_seq_length, "seed": seed, "optimizer": "AdamW (torch, fused)",
-        "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": model_lib.MAX_GRAD_NORM,
+        "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": MAX_GRAD_NORM,
     })
     names = [corpus.label_names[i] for i in test.predictions]
     (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from optuna_seqclf import DataSpec, MachineSettings, TrainSettings, prepare
 from tiny_model import build_tiny_bert
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DATA = ROOT / "examples" / "data" / "sentiment"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SST2_2K = SHARED_DATA / "sst2-2k"
+CPU = MachineSettings(device="cpu")  # the CPU paths, on any machine
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -60,3 +62,11 @@ def write_corpus(folder: Path, train: str, dev: str | None = None, test: str | N
     write_split(folder, "dev", dev if dev is not None else train)
     write_split(folder, "test", test if test is not None else train)
     return folder
+
+
+@pytest.fixture(scope="module")
+def sst2(tiny_model: Path):  # type: ignore[no-untyped-def]
+    """The tiny model's settings, SST-2 2k prepared for it, and its splits tokenised to 64 tokens."""
+    settings = TrainSettings(model=str(tiny_model), epochs=1)
+    prepared = prepare(DataSpec(SST2_2K), settings, CPU)
+    return settings, prepared, prepared.encoded(64)

@@ -10,10 +10,12 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-import optuna_seqclf.model as model_lib
+import optuna_seqclf.train as train_lib
 from conftest import EXAMPLE_DATA
-from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, best_trial, tune
+from optuna_seqclf import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.errors import StudyError
+from optuna_seqclf.grid import GRID_ORDER, RECORD_ATTR, promise_rank
+from optuna_seqclf.study import StudyRecord, best_trial, create_or_resume
 
 SPACE = SearchSpace((8, 16), (1e-3, 1e-4))
 
@@ -40,7 +42,7 @@ def _load(name: str = "s") -> optuna.Study:
 
 def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real = model_lib.fine_tune
+    real = train_lib.fine_tune
     calls = {"n": 0}
 
     def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -61,7 +63,7 @@ def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path,
 
 def test_point_that_keeps_failing_is_given_up(workdir: Path, tiny_model: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    real = model_lib.fine_tune
+    real = train_lib.fine_tune
 
     def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
         if args[5].batch_size == 16 and args[5].learning_rate == 1e-3:
@@ -84,7 +86,7 @@ def test_point_that_keeps_failing_is_given_up(workdir: Path, tiny_model: Path,
 
 def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_model: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    real = model_lib.fine_tune
+    real = train_lib.fine_tune
     seen = []
 
     def dies_on_third(*args, **kwargs):  # type: ignore[no-untyped-def]
@@ -96,7 +98,8 @@ def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_mod
     monkeypatch.setattr("optuna_seqclf.objective.fine_tune", dies_on_third)
     with pytest.raises(SystemExit):
         tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
-    assert [t.state for t in _load().get_trials()] == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING]
+    states = [t.state for t in _load().get_trials()]
+    assert states == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING, TrialState.WAITING]  # the 4th still queued
     monkeypatch.setattr("optuna_seqclf.objective.fine_tune", real)
     resumed = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
     assert resumed.stats.recovered == [2]
@@ -148,21 +151,21 @@ def test_ties_broken_by_loss_then_batch_size_then_learning_rate() -> None:
               _trial(0.9, 32, 1e-5, 0.3), _trial(0.9, 8, 1e-4, 0.3)):
         study.add_trial(t)
     best = best_trial(study)
-    assert best is not None and best.params == {"batch_size": 8, "learning_rate": 1e-4}
+    assert best is not None and best.point == HParams(8, 1e-4)
     unique = optuna.create_study(direction="maximize")
     for t in (_trial(0.5, 32, 1e-3, 0.4), _trial(0.7, 16, 1e-4, 0.9)):
         unique.add_trial(t)
-    assert best_trial(unique).params == unique.best_params  # type: ignore[union-attr]
+    assert best_trial(unique).point == HParams.from_params(unique.best_params)  # type: ignore[union-attr]
 
 
-def _record(grid_order: str):  # type: ignore[no-untyped-def]
+def _record(grid_order: str) -> StudyRecord:
     from optuna_seqclf.config import DEFAULT_BATCH_SIZES, DEFAULT_LEARNING_RATES
-    from optuna_seqclf.study import StudyRecord
 
-    return StudyRecord(data_dir="d", text_column="sentence", label_column="Label", text_pair_column=None, model="m",
-                       tokenizer=None, epochs=4.0, max_steps=None, max_seq_length=128, seed=1,
-                       batch_sizes=DEFAULT_BATCH_SIZES, learning_rates=DEFAULT_LEARNING_RATES, config_name="c",
-                       task_name="t", data_fingerprint="f", grid_order=grid_order)
+    return StudyRecord.from_json({
+        "data_dir": "d", "text_column": "sentence", "label_column": "Label", "text_pair_column": None, "model": "m",
+        "tokenizer": None, "epochs": 4.0, "max_steps": None, "max_seq_length": 128, "seed": 1,
+        "batch_sizes": DEFAULT_BATCH_SIZES, "learning_rates": DEFAULT_LEARNING_RATES, "config_name": "c",
+        "task_name": "t", "data_fingerprint": "f", "grid_order": grid_order})
 
 
 def _run_points(study: optuna.Study, n: int) -> list[tuple[int, float]]:
@@ -178,8 +181,6 @@ def _run_points(study: optuna.Study, n: int) -> list[tuple[int, float]]:
 
 
 def test_a_new_study_trains_the_typical_fine_tuning_settings_first() -> None:
-    from optuna_seqclf.study import GRID_ORDER, create_or_resume, promise_rank
-
     storage = optuna.storages.InMemoryStorage()
     study = create_or_resume(_spec("new"), _record(GRID_ORDER), storage)
     points = _run_points(study, 36)
@@ -193,8 +194,6 @@ def test_a_new_study_trains_the_typical_fine_tuning_settings_first() -> None:
 def test_a_study_made_with_the_shuffled_order_keeps_it_on_resume() -> None:
     """Trial numbers refer to grid positions: a study created before the promising-first order must go
     on in its own order, or its first pass would train some points twice and skip others."""
-    from optuna_seqclf.study import GRID_ORDER, RECORD_ATTR, create_or_resume
-
     storage = optuna.storages.InMemoryStorage()
     old = optuna.create_study(study_name="old", storage=storage, direction="maximize",
                               sampler=optuna.samplers.GridSampler(SearchSpace().as_grid(), seed=1))

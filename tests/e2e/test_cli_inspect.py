@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE_DATA
+from conftest import EXAMPLE_DATA, ROOT
 from optuna_seqclf.cli import cli
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,1e-4"]
 
@@ -45,9 +44,9 @@ def _get_json(url: str) -> dict:  # type: ignore[type-arg]
 @pytest.fixture()
 def reported(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A 2x2 study whose point (16, 1e-4) always fails, and 3 replicas of its best point."""
-    import optuna_seqclf.model as model_lib
+    import optuna_seqclf.train as train_lib
 
-    real = model_lib.fine_tune
+    real = train_lib.fine_tune
 
     def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
         if (args[5].batch_size, args[5].learning_rate) == (16, 1e-4):
@@ -98,14 +97,6 @@ def test_report_learning_curves_come_from_every_epoch(reported: Path) -> None:
         assert [h["epoch"] for h in history] == [1, 2, 3]
         assert history[-1]["f1"] == pytest.approx(trial.value)
     assert study.metric_names == ["dev macro-F1"]
-
-
-def test_confidence_interval_matches_students_t() -> None:
-    from optuna_seqclf.overview import confidence_interval95
-
-    low, high = confidence_interval95([0.80, 0.82, 0.81, 0.79, 0.83])
-    # mean 0.81, sample std 0.015811, t(0.975, 4) = 2.776445: half width 0.019630
-    assert low == pytest.approx(0.81 - 0.019630, abs=1e-5) and high == pytest.approx(0.81 + 0.019630, abs=1e-5)
 
 
 def test_studies_lists_done_failed_and_best(reported: Path) -> None:

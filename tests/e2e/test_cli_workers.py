@@ -136,37 +136,3 @@ def test_unreachable_postgres_fails_fast(workdir: Path, tiny_model: Path) -> Non
                                       f"postgresql+psycopg://postgres:pw@127.0.0.1:{_free_port()}/none"])
     assert result.exit_code == 1
     assert "cannot open the storage" in result.output and "pw" not in result.output
-
-
-def test_trial_beyond_the_grid_trains_nothing() -> None:
-    from optuna_seqclf.config import SearchSpace
-    from optuna_seqclf.objective import _is_overflow
-    from optuna_seqclf.study import grid_sampler
-
-    space = SearchSpace((8,), (1e-3, 1e-4))
-    study = optuna.create_study(sampler=grid_sampler(space, 1), direction="maximize")
-    first_pass = [study.ask(), study.ask()]
-    assert not any(_is_overflow(t, space) for t in first_pass)
-    assert _is_overflow(study.ask(), space)  # a third worker raced past the end of the first pass
-    study.enqueue_trial({"batch_size": 8, "learning_rate": 1e-3})
-    assert not _is_overflow(study.ask(), space)  # a retry is enqueued: it has its point
-
-
-def test_owner_check_waits_for_an_earlier_trial_to_name_its_point() -> None:
-    import threading
-
-    from optuna_seqclf.config import HParams, SearchSpace
-    from optuna_seqclf.objective import _owner_of, suggest_hparams
-
-    space = SearchSpace((8,), (1e-3, 1e-4))
-    study = optuna.create_study(direction="maximize")
-    earlier = study.ask()  # running, but has not suggested its point yet
-    study.enqueue_trial({"batch_size": 8, "learning_rate": 1e-4})
-    later = study.ask()
-    point = HParams(8, 1e-4)
-    assert _owner_of(later, point, wait_s=0.2) is None  # nobody has claimed it within the wait
-    timer = threading.Timer(0.3, lambda: suggest_hparams(earlier, SearchSpace((8,), (1e-4,))))
-    timer.start()
-    assert _owner_of(later, point, wait_s=10) == earlier.number  # waited, then saw the earlier claim
-    timer.join()
-    assert space  # the full grid is untouched

@@ -1,0 +1,48 @@
+"""``run``: check every input, tune the grid, then train the replicas with the best point.
+
+The library's whole job in one call; the ``run`` command is this and printing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import DEFAULT_SEEDS, DataSpec, MachineSettings, SearchSpace, StudySpec, TrainSettings
+from .hooks import Progress, StepHook, silent
+from .inputs import prepare
+from .replicas import ReplicasResult, check_writable, train_replicas
+from .tracking import check_log_dir
+from .tuning import TuneResult, tune
+
+
+@dataclass(frozen=True)
+class RunResult:
+    tuning: TuneResult
+    replicas: ReplicasResult
+
+
+def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_dir: Path,
+        space: SearchSpace | None = None, seeds: Sequence[int] = DEFAULT_SEEDS, *,
+        machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"), accept_changes: bool = False,
+        workers: int = 1, progress: Progress = silent, on_tuned: Callable[[TuneResult], None] | None = None,
+        on_step: StepHook | None = None) -> RunResult:
+    """Tune ``study_spec``'s grid, then train one replica per seed in ``output_dir`` with its best point.
+
+    Every input (the three splits, tokenizer, model, device, output and log folders) is checked before
+    anything is trained, and the corpus is read and tokenised once for both stages. ``on_tuned`` gets the
+    tuning result before the replicas are trained (the command prints its table there).
+    """
+    machine = machine or MachineSettings()
+    check_log_dir(log_dir)
+    prepared = prepare(data, settings, machine)
+    check_writable(output_dir)
+    tuning = tune(study_spec, data, settings, space, machine=machine, log_dir=log_dir,
+                  accept_changes=accept_changes, progress=progress, prepared=prepared, workers=workers,
+                  on_step=on_step)
+    if on_tuned is not None:
+        on_tuned(tuning)
+    replicas = train_replicas(study_spec.study_name, study_spec.storage, output_dir, seeds, machine=machine,
+                              log_dir=log_dir, progress=progress, prepared=prepared, on_step=on_step)
+    return RunResult(tuning, replicas)

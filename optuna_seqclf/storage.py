@@ -1,0 +1,150 @@
+"""Where studies live: storage URLs, SQLite checks and WAL mode, password redaction, local locks.
+
+Optuna's RDB storage is opened here and nowhere else, with heartbeats on (how trials of dead workers get
+failed on PostgreSQL) and one-line ``StudyError``s for every way a storage can be unusable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .errors import ConfigError, StudyError, first_line
+
+HEARTBEAT_INTERVAL_S = 30
+GRACE_PERIOD_S = 120
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file behind a ``sqlite:///`` URL, or None for other storages and in-memory SQLite."""
+    if not url.startswith("sqlite:"):
+        return None
+    if not url.startswith("sqlite:///") or url in ("sqlite:///", "sqlite:///:memory:"):
+        raise ConfigError(f"--storage {url!r}: a SQLite URL looks like sqlite:///studies/NAME.db")
+    return Path(url[len("sqlite:///"):])
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if path.is_dir():
+        raise StudyError(f"{path}: is a folder, not a SQLite study file")
+    if path.exists() and path.stat().st_size > 0:
+        with path.open("rb") as fh:
+            if fh.read(16) != b"SQLite format 3\x00":
+                raise StudyError(f"{path}: is not a SQLite database; pass another --storage or --study-name")
+    if not path.parent.is_dir():
+        raise StudyError(f"{path.parent}: folder for the SQLite study does not exist")
+
+
+def open_storage(url: str, *, create_dirs: bool = False, must_exist: bool = False) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats; raises StudyError (one line) when it cannot be used.
+
+    ``must_exist``: a SQLite file is only read, never created (for commands that need a tuned study).
+    """
+    scheme = url.split(":", 1)[0] if ":" in url else ""
+    if scheme.split("+")[0] not in ("sqlite", "postgresql", "postgres", "mysql"):
+        raise ConfigError(
+            f"--storage {url!r}: not a database URL; use sqlite:///studies/NAME.db or "
+            "postgresql+psycopg://USER:PASSWORD@HOST:PORT/DB"
+        )
+    if scheme == "postgres" or url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]  # psycopg 3, our postgres extra
+    path = sqlite_path(url)
+    engine_kwargs: dict[str, Any]
+    if path is not None:
+        if must_exist and not path.is_file():
+            raise StudyError(f"{path}: no such study file; run `optuna-seqclf tune` first, or pass --storage")
+        if create_dirs and not path.parent.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        _check_sqlite_file(path)
+        # Several local workers write to one file: wait for the lock instead of failing.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    else:
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+    try:
+        storage = _rdb_storage(url, engine_kwargs)
+        if path is not None:
+            _use_wal(path)
+        return storage
+    except ModuleNotFoundError as exc:
+        raise StudyError(f"--storage {redact(url)}: driver {exc.name!r} is not installed "
+                         "(pip install 'optuna-seqclf[postgres]')") from None
+    except Exception as exc:
+        raise StudyError(f"--storage {redact(url)}: cannot open the storage ({first_line(exc)})") from None
+
+
+def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> optuna.storages.RDBStorage:
+    """RDBStorage, retried when another worker is creating the same tables at the same moment."""
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # heartbeats are "experimental"; they are how dead trials get failed
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
+                    grace_period=GRACE_PERIOD_S,
+                )
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
+            racing = "already exists" in str(exc) or "duplicate key" in str(exc)
+            if not racing or attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _use_wal(path: Path) -> None:
+    """Write-ahead logging: readers (the dashboard, `studies`) never block the workers' writes.
+
+    The mode is stored in the file; it needs a local disk, which SQLite studies need anyway.
+    """
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(path, timeout=60)) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+
+
+def redact(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url
+
+
+@contextlib.contextmanager
+def local_study_lock(url: str) -> Iterator[bool]:
+    """Hold a shared lock on a SQLite study while we use it; yield True when we were alone at start.
+
+    Being alone means every RUNNING trial in the file belongs to a dead process.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        yield False
+        return
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        fcntl.flock(fd, fcntl.LOCK_SH)  # converts the exclusive lock, or waits for no writer
+        yield alone
+    finally:
+        os.close(fd)
+
+
+def local_storages(studies_dir: Path = Path("studies")) -> list[str]:
+    """The SQLite storages in ``studies_dir`` (the default home of studies)."""
+    if not studies_dir.is_dir():
+        return []
+    return [f"sqlite:///{p}" for p in sorted(studies_dir.glob("*.db")) if p.is_file()]
