@@ -177,7 +177,7 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
     console = Console(quiet)
     result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
                      log_dir=None if no_track else log_dir, accept_changes=accept_changes, workers=workers,
-                     progress=console.line, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
+                     progress=console.progress, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
                      on_step=console.step_hook)
     _print_replicas(result.replicas)
 

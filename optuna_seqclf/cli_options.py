@@ -27,13 +27,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
-    """A click callback: ``parse`` the option's text; a ConfigError becomes click's usage error (exit 2)."""
+    """A click callback: ``parse`` the option's text; a ConfigError (which names the option) becomes a usage
+    error, exit 2."""
 
     def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         try:
             return None if value is None else parse(value)
         except ConfigError as exc:
-            raise click.BadParameter(str(exc)) from None
+            raise click.UsageError(str(exc), ctx) from None
 
     return callback
 

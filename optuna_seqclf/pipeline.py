@@ -26,13 +26,14 @@ class RunResult:
 def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_dir: Path,
         space: SearchSpace | None = None, seeds: Sequence[int] = DEFAULT_SEEDS, *,
         machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"), accept_changes: bool = False,
-        workers: int = 1, progress: Progress = silent, on_tuned: Callable[[TuneResult], None] | None = None,
+        workers: int = 1, progress: Progress | None = None, on_tuned: Callable[[TuneResult], None] | None = None,
         on_step: StepHook | None = None) -> RunResult:
     """Tune ``study_spec``'s grid, then train one replica per seed in ``output_dir`` with its best point.
 
     Every input (the three splits, tokenizer, model, device, output and log folders) is checked before
     anything is trained, and the corpus is read and tokenised once for both stages. ``on_tuned`` gets the
-    tuning result before the replicas are trained (the command prints its table there).
+    tuning result before the replicas are trained (the command prints its table there). ``progress``
+    gets one line per trial and replica; without it, worker processes say nothing either.
     """
     machine = machine or MachineSettings()
     check_log_dir(log_dir)
@@ -44,5 +45,5 @@ def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_d
     if on_tuned is not None:
         on_tuned(tuning)
     replicas = train_replicas(study_spec.study_name, study_spec.storage, output_dir, seeds, machine=machine,
-                              log_dir=log_dir, progress=progress, prepared=prepared, on_step=on_step)
+                              log_dir=log_dir, progress=progress or silent, prepared=prepared, on_step=on_step)
     return RunResult(tuning, replicas)

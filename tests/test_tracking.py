@@ -82,6 +82,7 @@ run.close()
 """
 
 
+@pytest.mark.slow
 def test_workers_starting_together_share_one_new_aim_repo(tmp_path: Path) -> None:
     """Worker processes that open a fresh log folder at the same moment all get their run saved."""
     pytest.importorskip("aim")

@@ -136,6 +136,7 @@ def _render(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess
         capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_dashboard_beside_a_live_tune(workdir: Path, tiny_model: Path) -> None:
     if _chromium() is None:
         if os.environ.get("CI"):
@@ -230,6 +231,7 @@ def _run_in_pty(args: list[str], cwd: Path) -> str:
     return b"".join(chunks).decode("utf-8", "replace")
 
 
+@pytest.mark.slow
 def test_step_progress_only_on_a_terminal(workdir: Path, tiny_model: Path) -> None:
     args = ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--epochs", "2", "--no-track",
             "--batch-sizes", "8", "--learning-rates", "1e-3,1e-4"]

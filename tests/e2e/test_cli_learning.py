@@ -13,6 +13,7 @@ from conftest import SST2_2K
 from optuna_seqclf.cli import cli
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SST2_2K / "train.txt").exists(), reason="needs ../shared/data/sst2-2k")
 def test_tiny_bert_learns_sst2(workdir: Path, tiny_model: Path) -> None:
     result = CliRunner().invoke(cli, [

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from conftest import EXAMPLE_DATA
@@ -49,6 +50,7 @@ def values_by_point(db: Path, name: str) -> dict[tuple[int, float], list[float]]
     return out
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_at_several_moments_then_resume(workdir: Path, tiny_model: Path) -> None:
     ref = subprocess.run(tune_cmd(tiny_model, "ref"), cwd=workdir, capture_output=True, text=True, timeout=300)
     assert ref.returncode == 0, ref.stderr
@@ -87,6 +89,7 @@ def test_kill_minus_nine_at_several_moments_then_resume(workdir: Path, tiny_mode
     assert "nothing to train" in again.stderr
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resumes(workdir: Path, tiny_model: Path) -> None:
     db = workdir / "studies" / "c.db"
     proc = subprocess.Popen(tune_cmd(tiny_model, "c"), cwd=workdir, stdout=subprocess.PIPE,
@@ -113,6 +116,7 @@ def _replica_dirs(out: Path) -> list[Path]:
     return sorted(out.glob("bert-custom-model_*")) if out.exists() else []
 
 
+@pytest.mark.slow
 def test_killed_and_interrupted_replica_runs_resume(workdir: Path, tiny_model: Path) -> None:
     tuned = subprocess.run([*tune_cmd(tiny_model, "r"), "--learning-rates", "1e-3", "--batch-sizes", "8"],
                            cwd=workdir, capture_output=True, text=True, timeout=300)

@@ -96,6 +96,7 @@ def _check_grid(storage: str, name: str) -> None:
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
+@pytest.mark.slow
 def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
     storage = f"sqlite:///{workdir / 'shared.db'}"
     # Aim on, into a new folder: the 4 workers create its repo at the same moment (that once failed a trial).
@@ -114,6 +115,7 @@ def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
     assert _values(storage, "w") == _values(alone, "alone")
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_machines_two_workers_each_on_postgres(workdir: Path, tiny_model: Path, postgres_url: str) -> None:
     # Two separate `tune` commands (as on two machines), two worker processes each: 4 workers.
