@@ -32,7 +32,8 @@ from .errors import (
 from .grid import PointStatus, TrialResult
 from .inputs import Prepared, prepare
 from .pipeline import RunResult, run
-from .replicas import ReplicaResult, ReplicasResult, train_replicas
+from .predict import Evaluation, Prediction, Predictor
+from .replicas import EnsembleResult, ReplicaResult, ReplicasResult, train_replicas
 from .runtime import configure_process
 from .summary import MetricSummary, Summary
 from .tuning import TuneResult, study_result, tune
@@ -44,12 +45,16 @@ __all__ = [
     "DashboardError",
     "DataError",
     "DataSpec",
+    "EnsembleResult",
+    "Evaluation",
     "HParams",
     "MachineSettings",
     "MetricSummary",
     "ModelLoadError",
     "OutputError",
     "PointStatus",
+    "Prediction",
+    "Predictor",
     "Prepared",
     "ReplicaResult",
     "ReplicasResult",

@@ -7,7 +7,8 @@ and little compute is spent on padding. Every example is visited exactly once pe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,20 @@ class TensorSplit:
             columns[name] = array.values.to_numpy(zero_copy_only=False)
             offsets[name] = array.offsets.to_numpy(zero_copy_only=False)
         return cls(columns, offsets, table.column("labels").to_numpy(), table.column("length").to_numpy())
+
+    @classmethod
+    def from_encoding(cls, encoded: Mapping[str, Sequence[Sequence[int]]],
+                      labels: np.ndarray | None = None) -> TensorSplit:
+        """From a fast tokenizer's output (lists of token ids per row, no padding); labels 0 when not given."""
+        columns: dict[str, np.ndarray] = {}
+        offsets: dict[str, np.ndarray] = {}
+        for name, rows in encoded.items():
+            sizes = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+            offsets[name] = np.concatenate(([0], np.cumsum(sizes)))
+            columns[name] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64,
+                                        count=int(offsets[name][-1]))
+        lengths = np.diff(offsets["input_ids"])
+        return cls(columns, offsets, labels if labels is not None else np.zeros(len(lengths), np.int64), lengths)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from .cli_options import machine_options, replica_options, tune_options
+from .cli_options import fail_cleanly, machine_options, replica_options, tune_options
+from .cli_predict import predict
 from .config import (
     DataSpec,
     MachineSettings,
@@ -21,30 +19,9 @@ from .config import (
     default_study_name,
 )
 from .console import Console
-from .errors import ConfigError, SeqClfError
 from .runtime import configure_process, exit_code_of, exit_now
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _fail_cleanly(func: F) -> F:
-    """Library errors become one-line messages; usage errors exit 2, others 1; Ctrl-C says how to resume."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
-        except SeqClfError as exc:
-            raise click.ClickException(str(exc)) from None
-        except KeyboardInterrupt:
-            click.echo("\nInterrupted. Finished trials and replicas are saved; run the same command again "
-                       "to resume where it stopped.", err=True)
-            sys.exit(130)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _resolve_model(model: str | None, quiet: bool) -> str:
@@ -89,10 +66,10 @@ def _print_tune_result(result: Any, model: str) -> None:
 
 
 def _print_replicas(result: Any) -> None:
-    from .replicas import SUMMARY_FILE
+    from .predict import SUMMARY_FILE
     from .tables import replicas_table
 
-    click.echo(replicas_table(result.replicas, result.summary))
+    click.echo(replicas_table(result.replicas, result.summary, result.ensemble))
     click.echo(f"Replicas and {result.output_dir / SUMMARY_FILE} written to {result.output_dir}")
 
 
@@ -106,7 +83,7 @@ def cli() -> None:
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @tune_options
 @machine_options
-@_fail_cleanly
+@fail_cleanly
 def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
          config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
          epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
@@ -138,7 +115,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
 @click.option("--tokenizer", default=None, help="Use this tokenizer instead of the study's.")
 @replica_options
 @machine_options
-@_fail_cleanly
+@fail_cleanly
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
           output_dir: Path, seeds: tuple[int, ...], eval_batch_size: int, threads: int | None, device: str | None,
           precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
@@ -158,7 +135,7 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 @tune_options
 @replica_options
 @machine_options
-@_fail_cleanly
+@fail_cleanly
 def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
         config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
         epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
@@ -192,7 +169,7 @@ def _storage_of(study_name: str | None, storage: str | None) -> str:
 
 @cli.command()
 @click.option("--storage", default=None, help="Storage URL (default: every SQLite study in studies/).")
-@_fail_cleanly
+@fail_cleanly
 def studies(storage: str | None) -> None:
     """List studies: grid points done/total, failed, running, best F1 and best configuration."""
     from .report import list_studies, studies_table
@@ -212,7 +189,7 @@ def studies(storage: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; 0.0.0.0 exposes the dashboard to your network.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
-@_fail_cleanly
+@fail_cleanly
 def dashboard(study_name: str | None, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard for a study's storage; safe beside a running `tune`. Ctrl-C stops it."""
     from .dashboard import serve
@@ -229,7 +206,7 @@ def dashboard(study_name: str | None, storage: str | None, host: str, port: int)
 @click.option("--storage", default=None, help="Its storage URL (default: sqlite:///studies/<study-name>.db).")
 @click.option("--output-dir", "-o", default=None, type=click.Path(path_type=Path),
               help="Where report.md and the plots go (default: reports/<study-name>).")
-@_fail_cleanly
+@fail_cleanly
 def report(study_name: str, storage: str | None, output_dir: Path | None) -> None:
     """Write report.md with a dev-F1 heatmap, learning curves and, once trained, the replicas' scores."""
     from .report import write_report
@@ -238,6 +215,9 @@ def report(study_name: str, storage: str | None, output_dir: Path | None) -> Non
     click.echo(f"Report written to {written.markdown}")
     for figure in written.figures:
         click.echo(f"  {figure}")
+
+
+cli.add_command(predict)
 
 
 def main() -> None:

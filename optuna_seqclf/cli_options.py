@@ -6,6 +6,8 @@ explicit, typed parameter.
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,7 +23,7 @@ from .config import (
     parse_int_list,
     parse_seeds,
 )
-from .errors import ConfigError
+from .errors import ConfigError, SeqClfError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -113,3 +115,22 @@ replica_options = options_group(
     click.option("--seeds", default="1,2,3,4,5", show_default=True, callback=parsed(parse_seeds),
                  help="Comma list of seeds, one replica each."),
 )
+
+
+def fail_cleanly(func: F) -> F:
+    """Library errors become one-line messages; usage errors exit 2, others 1; Ctrl-C says how to resume."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        except SeqClfError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted. Finished trials and replicas are saved; run the same command again "
+                       "to resume where it stopped.", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]

@@ -43,6 +43,26 @@ class Console:
         """``step`` on a terminal, None elsewhere (so nothing is even called per step)."""
         return self.step if self.live else None
 
+    @property
+    def count_hook(self) -> Callable[[int], None] | None:
+        """``count`` on a terminal, None elsewhere."""
+        return self.count if self.live else None
+
+    def count(self, done: int) -> None:
+        """Redraw ``1,234,567 examples  8,123 examples/s`` in place (``predict``, whose total is unknown)."""
+        if not self._bar_visible or done < self._last_done:
+            self._started, self._last_done = time.monotonic(), 0
+        self._last_done = done
+        elapsed = time.monotonic() - self._started
+        rate = f"  {done / elapsed:,.0f} examples/s" if elapsed > 0 else ""
+        self.stream.write(f"\r  {done:,} examples{rate}\033[K")
+        self.stream.flush()
+        self._bar_visible = True
+
+    def done(self) -> None:
+        """Clear a bar left on the terminal."""
+        self._clear_bar()
+
     def step(self, done: int, total: int) -> None:
         """Redraw ``step 40/250 [#####      ] 16%  3.1 steps/s, 1:07 left`` in place."""
         if done <= self._last_done or done == 1:  # a new trial or replica started

@@ -123,7 +123,8 @@ def _decode(path: Path, raw: bytes) -> str:
         ) from None
 
 
-def _find_column(path: Path, header: list[str], wanted: str, option: str) -> int:
+def find_column(path: Path, header: list[str], wanted: str, option: str) -> int:
+    """The index of column ``wanted`` (any case) in ``header``; a DataError naming ``option`` when it is not there."""
     lowered = [h.strip().lower() for h in header]
     if wanted.lower() in lowered:
         return lowered.index(wanted.lower())
@@ -142,11 +143,11 @@ def parse_split(path: Path, raw: bytes, spec: DataSpec) -> RawSplit:
         raise DataError(f"{path}: file is empty; expected a header row and one example per line")
     header_text = rows[0][1]
     header = header_text.split("\t")
-    text_idx = _find_column(path, header, spec.text_column, "--text-column")
-    label_idx = _find_column(path, header, spec.label_column, "--label-column")
+    text_idx = find_column(path, header, spec.text_column, "--text-column")
+    label_idx = find_column(path, header, spec.label_column, "--label-column")
     pair_idx = None
     if spec.text_pair_column is not None:
-        pair_idx = _find_column(path, header, spec.text_pair_column, "--text-pair-column")
+        pair_idx = find_column(path, header, spec.text_pair_column, "--text-pair-column")
     if len(rows) == 1:
         raise DataError(f"{path}: has a header row but no examples")
     texts, pairs, labels, numbers = [], [], [], []

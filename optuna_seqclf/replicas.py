@@ -6,13 +6,11 @@ written, so a replica folder that exists is complete, and a rerun trains only th
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from .config import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
 from .errors import OutputError, StudyError
@@ -20,15 +18,13 @@ from .grid import REPLICAS_ATTR
 from .hooks import Progress, StepHook, silent
 from .inputs import Prepared, prepare
 from .interrupts import InterruptGate, gated_interrupts
-from .optim import MAX_GRAD_NORM
+from .predict import COMPLETE_MARKER, SUMMARY_FILE, Predictor
+from .replica_files import read_results, remove_stale_temp, write_json_atomic, write_replica
 from .storage import open_storage
 from .study import StudyRecord, best_trial, load_study
 from .summary import Summary
 from .tracking import Tracker, check_log_dir, log_to, make_tracker
-from .train import EvalResult, FineTuneResult, evaluate, fine_tune
-
-COMPLETE_MARKER = "all_results.json"
-SUMMARY_FILE = "replicas_summary.json"
+from .train import evaluate, fine_tune
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,23 @@ class ReplicasResult:
     output_dir: Path
     replicas: list[ReplicaResult]
     summary: Summary
+    ensemble: EnsembleResult
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The replicas' seed ensemble (softmax probabilities averaged) on dev and test, as ``predict`` runs it."""
+
+    seeds: tuple[int, ...]
+    dev_f1: float
+    dev_micro_f1: float
+    dev_accuracy: float
+    test_f1: float
+    test_micro_f1: float
+    test_accuracy: float
+
+
+ENSEMBLE_FILE = "ensemble_results.json"
 
 
 def replica_dir_name(config_name: str, task_name: str, hp: HParams, epochs_label: str, seed: int) -> str:
@@ -97,14 +110,19 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     folders = {seed: output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label,
                                                    seed) for seed in seeds}
     results = job.train_all(folders, progress, on_step)
+    ensemble = job.score_ensemble(folders)
+    progress(f"ensemble of seeds {','.join(map(str, seeds))}: dev F1 {ensemble.dev_f1:.4f}, "
+             f"test F1 {ensemble.test_f1:.4f}")
     summary = Summary.of([asdict(r) for r in results])
     payload = {
         "study_name": study_name, "storage": storage_url, "best_trial": best.number, "best_dev_f1": best.value,
         "params": asdict(hp), "seeds": list(seeds), "replicas": [asdict(r) for r in results], **summary.to_json(),
+        "ensemble": asdict(ensemble),
     }
-    _write_json_atomic(output_dir / SUMMARY_FILE, payload)
+    write_json_atomic(output_dir / ENSEMBLE_FILE, asdict(ensemble))
+    write_json_atomic(output_dir / SUMMARY_FILE, payload)
     study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(output_dir.resolve())})  # for `report`
-    return ReplicasResult(study_name, hp, best.value, output_dir, results, summary)
+    return ReplicasResult(study_name, hp, best.value, output_dir, results, summary, ensemble)
 
 
 def _gated(gate: InterruptGate, on_step: StepHook | None) -> StepHook:
@@ -116,24 +134,6 @@ def _gated(gate: InterruptGate, on_step: StepHook | None) -> StepHook:
             on_step(done, total)
 
     return after_step
-
-
-def _remove_stale_temp(final: Path) -> None:
-    """Remove the temporary folders of ``final`` left by a killed ``train`` (their process is gone)."""
-    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # somebody else's live process
-        return True
-    return True
 
 
 @dataclass
@@ -163,9 +163,29 @@ class _ReplicaJob:
                 progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
         return results
 
+    def score_ensemble(self, folders: dict[int, Path]) -> EnsembleResult:
+        """The replicas' averaged probabilities scored on dev and test (loaded back from their folders, as
+        ``predict`` loads them), and tracked as an Aim run of its own."""
+        predictor = Predictor(list(folders.values()), tuple(folders), self.machine, self.settings.max_seq_length)
+        corpus, scores = self.prepared.corpus, {}
+        for name in ("dev", "test"):
+            split = corpus.split(name)
+            metrics = predictor.evaluate(split.texts, split.labels, split.pairs).metrics
+            scores.update({f"{name}_{key}": metrics[key] for key in ("f1", "micro_f1", "accuracy")})
+        run = self.tracker.start(f"{self.study_name}/ensemble", {
+            "study": self.study_name, "model": self.settings.model, "batch_size": self.hp.batch_size,
+            "learning_rate": self.hp.learning_rate, "seeds": list(folders), "ensemble": True})
+        try:
+            for key, value in scores.items():
+                split, metric = key.split("_", 1)
+                run.track(metric, value, step=0, subset="eval" if split == "dev" else "test")
+        finally:
+            run.close()
+        return EnsembleResult(tuple(folders), **scores)
+
     def train(self, seed: int, final: Path, on_step: StepHook) -> ReplicaResult:
         """Train, evaluate and write one replica into a temporary folder, then rename it to ``final``."""
-        _remove_stale_temp(final)
+        remove_stale_temp(final)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         s, hp = self.settings, self.hp
@@ -184,7 +204,7 @@ class _ReplicaJob:
             for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
                 for name in ("f1", "accuracy", "loss"):
                     run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
-            _write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name)
+            write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name)
             os.replace(tmp, final)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -199,63 +219,7 @@ class _ReplicaJob:
                              test.metrics["f1"], test.metrics["accuracy"])
 
 
-def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float) -> dict[str, float]:
-    out = {f"{prefix}_{k}": v for k, v in metrics.items()}
-    out[f"{prefix}_samples"] = samples
-    out["epoch"] = epoch
-    return out
-
-
-def _write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: Prepared,
-                   hp: HParams, settings: TrainSettings, seed: int, task_name: str) -> None:
-    """Every file of a replica, into ``tmp``; ``all_results.json`` last, as the mark of a complete replica."""
-    tuned.model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
-    prepared.tokenizer.save_pretrained(tmp)
-    corpus = prepared.corpus
-    epoch = float(tuned.train_metrics["epoch"])
-    results = {
-        "train": {**tuned.train_metrics, "train_samples": len(corpus.train)},
-        "eval": _prefixed("eval", tuned.dev.metrics, len(corpus.dev), epoch),
-        "test": _prefixed("test", test.metrics, len(corpus.test), epoch),
-    }
-    for split, metrics in results.items():
-        _write_json(tmp / f"{split}_results.json", metrics)
-    _write_json(tmp / "trainer_state.json", {
-        "global_step": int(tuned.train_metrics["global_step"]), "epoch": epoch, "num_train_epochs": settings.epochs,
-        "max_steps": settings.max_steps, "train_batch_size": hp.batch_size,
-        "log_history": [*tuned.log_history, *({"eval_" + k: v for k, v in h.items()} for h in tuned.history)],
-    })
-    _write_json(tmp / "training_args.json", {
-        "model": settings.model, "tokenizer": settings.tokenizer_name, "per_device_train_batch_size": hp.batch_size,
-        "learning_rate": hp.learning_rate, "num_train_epochs": settings.epochs, "max_steps": settings.max_steps,
-        "max_seq_length": settings.max_seq_length, "seed": seed, "optimizer": "AdamW (torch, fused)",
-        "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": MAX_GRAD_NORM,
-    })
-    names = [corpus.label_names[i] for i in test.predictions]
-    (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
-    (tmp / f"predict_results_{task_name}.txt").write_text(
-        "index\tprediction\n" + "".join(f"{i}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
-    merged: dict[str, float] = {}
-    for metrics in results.values():
-        merged.update(metrics)
-    _write_json(tmp / COMPLETE_MARKER, merged)
-
-
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-
-
 def _read_replica(path: Path, seed: int) -> ReplicaResult:
-    results = json.loads((path / COMPLETE_MARKER).read_text(encoding="utf-8"))
+    results = read_results(path)
     return ReplicaResult(seed, str(path), results["eval_f1"], results["eval_accuracy"], results["test_f1"],
                          results["test_accuracy"], reused=True)
-
-
-def _write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot be written ({exc.strerror})") from None

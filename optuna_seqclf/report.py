@@ -160,6 +160,10 @@ def _replicas_markdown(replicas: dict[str, Any], summary: Summary) -> list[str]:
     lines += [f"| mean ± std | {mean_std(summary.dev_f1)} | {mean_std(summary.test_f1)} | "
               f"{mean_std(summary.test_accuracy)} |", "",
               f"Test macro-F1: mean {summary.test_f1.mean:.4f}, 95% confidence interval of the mean "
-              f"[{ci[0]:.4f}, {ci[1]:.4f}] (Student's t, {len(rows) - 1} degrees of freedom).", "",
-              "![replicas](replicas_test_f1.png)", ""]
-    return lines
+              f"[{ci[0]:.4f}, {ci[1]:.4f}] (Student's t, {len(rows) - 1} degrees of freedom).", ""]
+    ensemble = replicas.get("ensemble")
+    if ensemble:  # studies trained before ensembles were scored have none
+        lines += [f"Ensemble of the {len(ensemble['seeds'])} replicas (their probabilities averaged): dev F1 "
+                  f"{ensemble['dev_f1']:.4f}, test F1 {ensemble['test_f1']:.4f}, test accuracy "
+                  f"{ensemble['test_accuracy']:.4f}.", ""]
+    return [*lines, "![replicas](replicas_test_f1.png)", ""]

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .grid import PointStatus
-    from .replicas import ReplicaResult
+    from .replicas import EnsembleResult, ReplicaResult
     from .summary import MetricSummary, Summary
 
 
@@ -40,8 +40,16 @@ def mean_std(m: MetricSummary) -> str:
     return f"{m.mean:.4f} ± {m.std:.4f}"
 
 
-def replicas_table(results: Sequence[ReplicaResult], summary: Summary) -> str:
-    """One row per seed (dev F1, test F1, test accuracy) and their mean ± std."""
+def replicas_table(results: Sequence[ReplicaResult], summary: Summary, ensemble: EnsembleResult | None = None) -> str:
+    """One row per seed (dev F1, test F1, test accuracy), their mean ± std, and their ensemble's scores."""
     rows = [(str(r.seed), f"{r.dev_f1:.4f}", f"{r.test_f1:.4f}", f"{r.test_accuracy:.4f}") for r in results]
     rows.append(("mean ± std", mean_std(summary.dev_f1), mean_std(summary.test_f1), mean_std(summary.test_accuracy)))
+    if ensemble is not None:
+        rows.append(("ensemble", f"{ensemble.dev_f1:.4f}", f"{ensemble.test_f1:.4f}", f"{ensemble.test_accuracy:.4f}"))
     return rst_table(rows, ("Seed", "Dev F1", "Test F1", "Test Accuracy"))
+
+
+def confusion_table(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:
+    """Rows: the true label; columns: the predicted one."""
+    rows = [(f"true {name}", *(str(c) for c in row)) for name, row in zip(labels, matrix)]
+    return rst_table(rows, ("", *(f"predicted {name}" for name in labels)))

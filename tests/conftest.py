@@ -70,3 +70,27 @@ def sst2(tiny_model: Path):  # type: ignore[no-untyped-def]
     settings = TrainSettings(model=str(tiny_model), epochs=1)
     prepared = prepare(DataSpec(SST2_2K), settings, CPU)
     return settings, prepared, prepared.encoded(64)
+
+
+TEXTS = [line.split("\t")[0] for line in (EXAMPLE_DATA / "train.txt").read_text(encoding="utf-8").splitlines()[1:]
+         if line.strip()]
+
+
+def _classifier(tiny_model: Path, folder: Path, seed: int) -> Path:
+    """A random 3-class classifier on the tiny BERT, saved as a replica would be."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    labels = {0: "neg", 1: "neu", 2: "pos"}
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_model, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()})
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def classifiers(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    base = tmp_path_factory.mktemp("classifiers")
+    return [_classifier(tiny_model, base / f"seed{seed}", seed) for seed in (1, 2, 3)]

@@ -189,13 +189,13 @@ def test_disk_full_while_writing_replica_keeps_nothing_half_written(
     import optuna_seqclf.replicas as replicas
 
     _tuned_study(workdir, tiny_model)
-    real = replicas._write_replica
+    real = replicas.write_replica
 
     def fills_disk(tmp: Path, *args, **kwargs):  # type: ignore[no-untyped-def]
         real(tmp, *args, **kwargs)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(replicas, "_write_replica", fills_disk)
+    monkeypatch.setattr(replicas, "write_replica", fills_disk)
     result = CliRunner().invoke(cli, ["train", "--study-name", "t", "--output-dir", "out", "--seeds", "1",
                                       "--no-track"])
     assert result.exit_code == 1
