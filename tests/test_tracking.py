@@ -38,7 +38,8 @@ def test_trials_and_replicas_are_aim_runs(workdir: Path, tiny_model: Path) -> No
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     runs = {r["name"]: r for r in json.loads(proc.stdout)}
-    assert set(runs) == {"tracked/trial-0", "tracked/trial-1", "tracked/replica-seed1", "tracked/replica-seed2"}
+    assert set(runs) == {"tracked/trial-0", "tracked/trial-1", "tracked/replica-seed1", "tracked/replica-seed2",
+                         "tracked/ensemble"}
     assert {r["experiment"] for r in runs.values()} == {"tracked"}
     trial = runs["tracked/trial-0"]
     assert trial["hparams"]["batch_size"] == 8 and trial["hparams"]["trial"] == 0
@@ -48,6 +49,9 @@ def test_trials_and_replicas_are_aim_runs(workdir: Path, tiny_model: Path) -> No
     replica = runs["tracked/replica-seed2"]
     assert replica["hparams"]["seed"] == 2
     assert replica["metrics"]["f1/test"] == 1 and replica["metrics"]["f1/eval"] >= 1
+    ensemble = runs["tracked/ensemble"]  # the seeds' ensemble, scored once on dev and once on test
+    assert ensemble["hparams"]["seeds"] == [1, 2] and ensemble["metrics"]["f1/test"] == 1
+    assert ensemble["metrics"]["accuracy/eval"] == 1
 
 
 def test_no_track_writes_no_aim_repo(workdir: Path, tiny_model: Path) -> None:

@@ -76,6 +76,9 @@ def test_report_writes_markdown_heatmap_curves_and_replicas(reported: Path) -> N
     assert "| F1-Score | BatchSize | LearningRate |" in text
     assert f"mean {summary['mean']['test_f1']:.4f}, 95% confidence interval of the mean" in text
     assert "(Student's t, 2 degrees of freedom)" in text
+    ensemble = summary["ensemble"]
+    assert (f"Ensemble of the 3 replicas (their probabilities averaged): dev F1 {ensemble['dev_f1']:.4f}, "
+            f"test F1 {ensemble['test_f1']:.4f}") in text
     for seed in (1, 2, 3):
         assert f"\n| {seed} | " in text
     for name in ("grid_heatmap.png", "learning_curves.png", "replicas_test_f1.png"):
