@@ -112,15 +112,15 @@ def predict_file(predictor: Predictor, source: InputSpec, output: Path | None = 
     check_output(output)
     fmt = output_format(output)
     with _checked_input(source) as path:
-        has_labels = _header(path, source)[1] is not None if source.format == "tsv" else False
         confusion = np.zeros((len(predictor.labels),) * 2, dtype=np.int64)
-        unknown, done = 0, 0
+        unknown, done, has_labels = 0, 0, False
         with _atomic_output(output, stream) as out:
             writer = _RowWriter(out, fmt, predictor.labels, probabilities)
             for chunk in read_chunks(path, source, chunk_size):
                 probs = predictor.predict_proba(chunk.texts, chunk.pairs, batch_size)
                 writer.rows(done, probs)
                 if chunk.labels is not None:
+                    has_labels = True
                     part = predictor.score(probs.argmax(axis=1), chunk.labels)
                     confusion += np.asarray(part.confusion, dtype=np.int64)
                     unknown += part.unknown
@@ -164,15 +164,6 @@ def _lines(fh: BinaryIO, name: str) -> Iterator[tuple[int, str]]:
         line = line.rstrip("\r\n")
         if line.strip():
             yield number, line
-
-
-def _header(path: Path, source: InputSpec) -> tuple[list[str], int | None]:
-    """The TSV header and the label column's index (None when the input has no label column)."""
-    with path.open("rb") as fh:
-        first = next(_lines(fh, source.name), None)
-    header = first[1].split("\t") if first else []
-    lowered = [h.strip().lower() for h in header]
-    return header, lowered.index(source.label_column.lower()) if source.label_column.lower() in lowered else None
 
 
 def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool = False) -> Iterator[Chunk]:
