@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+
+import numpy as np
 
 from .config import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
 from .errors import OutputError, StudyError
@@ -24,7 +26,7 @@ from .storage import open_storage
 from .study import StudyRecord, best_trial, load_study
 from .summary import Summary
 from .tracking import Tracker, check_log_dir, log_to, make_tracker
-from .train import evaluate, fine_tune
+from .train import classification_metrics, evaluate, fine_tune
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,8 @@ class _ReplicaJob:
     task_name: str
     tracker: Tracker
     study_name: str
+    # seed -> (dev, test) class probabilities of the replicas this call trained, for the ensemble's scores
+    probabilities: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def train_all(self, folders: dict[int, Path], progress: Progress, on_step: StepHook | None) -> list[ReplicaResult]:
         """Each seed's replica into its folder, in order; one that is complete already is read, not trained."""
@@ -164,24 +168,39 @@ class _ReplicaJob:
         return results
 
     def score_ensemble(self, folders: dict[int, Path]) -> EnsembleResult:
-        """The replicas' averaged probabilities scored on dev and test (loaded back from their folders, as
-        ``predict`` loads them), and tracked as an Aim run of its own."""
-        predictor = Predictor(list(folders.values()), tuple(folders), self.machine, self.settings.max_seq_length)
+        """The replicas' averaged probabilities scored on dev and test, and tracked as an Aim run of its own.
+
+        A replica trained by this call brings the probabilities its own evaluation computed; one reused from
+        an earlier run is loaded back from its folder, as ``predict`` loads it.
+        """
         corpus, scores = self.prepared.corpus, {}
-        for name in ("dev", "test"):
+        reused = [seed for seed in folders if seed not in self.probabilities]
+        loaded = Predictor([folders[s] for s in reused], tuple(reused), self.machine, self.settings.max_seq_length) \
+            if reused else None
+        if loaded is not None and loaded.labels != corpus.label_names:
+            raise StudyError(f"{folders[reused[0]]}: its labels {loaded.labels} are not the data's "
+                             f"{corpus.label_names}; train it again in another --output-dir")
+        for index, name in enumerate(("dev", "test")):
             split = corpus.split(name)
-            metrics = predictor.evaluate(split.texts, split.labels, split.pairs).metrics
+            total = sum(self.probabilities[seed][index] for seed in folders if seed not in reused)
+            if loaded is not None:
+                total = total + loaded.predict_proba(split.texts, split.pairs) * len(reused)
+            truth = np.array([corpus.label2id[label] for label in split.labels])
+            metrics = classification_metrics(truth, np.asarray(total).argmax(axis=1))
             scores.update({f"{name}_{key}": metrics[key] for key in ("f1", "micro_f1", "accuracy")})
+        self._track_ensemble(tuple(folders), scores)
+        return EnsembleResult(tuple(folders), **scores)
+
+    def _track_ensemble(self, seeds: tuple[int, ...], scores: dict[str, float]) -> None:
         run = self.tracker.start(f"{self.study_name}/ensemble", {
             "study": self.study_name, "model": self.settings.model, "batch_size": self.hp.batch_size,
-            "learning_rate": self.hp.learning_rate, "seeds": list(folders), "ensemble": True})
+            "learning_rate": self.hp.learning_rate, "seeds": list(seeds), "ensemble": True})
         try:
             for key, value in scores.items():
                 split, metric = key.split("_", 1)
                 run.track(metric, value, step=0, subset="eval" if split == "dev" else "test")
         finally:
             run.close()
-        return EnsembleResult(tuple(folders), **scores)
 
     def train(self, seed: int, final: Path, on_step: StepHook) -> ReplicaResult:
         """Train, evaluate and write one replica into a temporary folder, then rename it to ``final``."""
@@ -215,6 +234,7 @@ class _ReplicaJob:
             raise
         finally:
             run.close()
+        self.probabilities[seed] = (tuned.dev.probabilities, test.probabilities)
         return ReplicaResult(seed, str(final), tuned.dev.metrics["f1"], tuned.dev.metrics["accuracy"],
                              test.metrics["f1"], test.metrics["accuracy"])
 

@@ -31,10 +31,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Metrics on one split and the predicted label ids, in the split's order."""
+    """Metrics on one split, the predicted label ids and the class probabilities (softmax), in the split's order."""
 
     metrics: dict[str, float]
     predictions: np.ndarray
+    probabilities: np.ndarray
 
 
 @dataclass
@@ -92,9 +93,10 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
             logits[idx] = out.cpu().numpy()
     model.train(was_training)
     predictions = logits.argmax(axis=-1)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     metrics = classification_metrics(split.labels, predictions)
     metrics["loss"] = loss_sum / max(1, len(dataset))
-    return EvalResult(metrics, predictions)
+    return EvalResult(metrics, predictions, shifted / shifted.sum(axis=-1, keepdims=True))
 
 
 def fine_tune(

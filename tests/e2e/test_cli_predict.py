@@ -37,11 +37,26 @@ def _invoke(workdir: Path, *args: str, stdin: str | None = None):  # type: ignor
     return CliRunner().invoke(cli, ["predict", *args], input=stdin)
 
 
-def test_train_wrote_the_ensemble_scores(replicas: Path) -> None:
+def test_train_wrote_the_ensemble_scores_that_predict_reproduces(replicas: Path) -> None:
     ensemble = json.loads((replicas / "ensemble_results.json").read_text())
     summary = json.loads((replicas / "replicas_summary.json").read_text())
     assert ensemble["seeds"] == [1, 2] and summary["ensemble"] == ensemble
-    assert 0 <= ensemble["test_f1"] <= 1 and set(summary) >= {"mean", "std", "ci95"}
+    assert set(summary) >= {"mean", "std", "ci95"}
+    # train scored the replicas it trained from their own evaluations; predict loads them back from disk
+    for split in ("dev", "test"):
+        result = _invoke(replicas, str(replicas), str(EXAMPLE_DATA / f"{split}.txt"), "-q")
+        assert f"macro-F1 {ensemble[f'{split}_f1']:.4f}, micro-F1 {ensemble[f'{split}_micro_f1']:.4f}, " \
+               f"accuracy {ensemble[f'{split}_accuracy']:.4f}" in result.stderr
+
+
+def test_train_again_scores_the_reused_replicas_the_same(replicas: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = json.loads((replicas / "ensemble_results.json").read_text())
+    monkeypatch.chdir(replicas.parent)
+    study = next((replicas.parent / "studies").glob("*.db")).stem
+    result = CliRunner().invoke(cli, ["train", "--study-name", study, "-o", "models", "--seeds", "1,2", "--no-track"])
+    assert result.exit_code == 0, result.output
+    assert "seed 1: bert-custom-model_sentiment_8_0.001_1_1 exists, reused" in result.output
+    assert json.loads((replicas / "ensemble_results.json").read_text()) == before
 
 
 def test_predict_with_the_ensemble_to_stdout_scores_a_labelled_input(workdir: Path, replicas: Path) -> None:
