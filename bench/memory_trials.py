@@ -21,7 +21,9 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=4)
     args = parser.parse_args()
 
-    from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune
+    from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, configure_process, tune
+
+    configure_process()  # the command line's process settings (threads, glibc malloc), as `tune` runs there
 
     rss: list[float] = []
 

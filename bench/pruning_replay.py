@@ -1,9 +1,9 @@
 """P5 by replay: run the pruners over the learning curves of an exhaustive study, for many grid orders.
 
 Every trial of a study trains with the same seed, so a point's dev F1 after each epoch is the same whether
-or not a pruner stops it later (tests/test_workers.py checks runs agree to the last digit). Given the curves
+or not a pruner stops it later (tests/e2e/test_cli_workers.py checks runs agree to the last digit). Given the curves
 of one exhaustive ``tune --pruner none`` study, a pruned study is therefore replayed exactly by an Optuna
-study with the same GridSampler and pruner whose objective reports the recorded F1 after each epoch and
+study with the same grid order (the same queue) and pruner whose objective reports the recorded F1 after each epoch and
 stops when ``should_prune()`` says so, as ``Objective`` does. That costs milliseconds instead of hours, so
 each pruner is run under many orders, not the one a real run gets. ``tune`` trains a new study's grid
 from the typical fine-tuning settings outwards (``promising-first``; only ties between equally typical
