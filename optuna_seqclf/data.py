@@ -152,28 +152,34 @@ def parse_split(path: Path, raw: bytes, spec: DataSpec) -> RawSplit:
         raise DataError(f"{path}: has a header row but no examples")
     texts, pairs, labels, numbers = [], [], [], []
     for n, line in rows[1:]:
-        fields = line.split("\t")
-        if len(fields) != len(header):
-            raise DataError(
-                f"{path}:{n}: {len(fields)} tab-separated fields, but the header has {len(header)}"
-                + (" (a tab inside the text?)" if len(fields) > len(header) else "")
-            )
-        text, label = fields[text_idx].strip(), fields[label_idx].strip()
-        if not text:
-            raise DataError(f"{path}:{n}: the text column {header[text_idx]!r} is empty")
-        if not label:
-            raise DataError(f"{path}:{n}: the label column {header[label_idx]!r} is empty")
-        texts.append(text)
-        labels.append(label)
+        fields = row_fields(path, n, line, header)
+        texts.append(required_field(path, n, fields, header, text_idx, "text"))
+        labels.append(required_field(path, n, fields, header, label_idx, "label"))
         numbers.append(n)
         if pair_idx is not None:
-            pair = fields[pair_idx].strip()
-            if not pair:
-                raise DataError(f"{path}:{n}: the text-pair column {header[pair_idx]!r} is empty")
-            pairs.append(pair)
+            pairs.append(required_field(path, n, fields, header, pair_idx, "text-pair"))
     return RawSplit(
         path, tuple(texts), tuple(pairs) if pair_idx is not None else None, tuple(labels), tuple(numbers)
     )
+
+
+def row_fields(path: Path | str, number: int, line: str, header: list[str]) -> list[str]:
+    """The tab-separated fields of data line ``number``; a DataError when there are not as many as the header's."""
+    fields = line.split("\t")
+    if len(fields) != len(header):
+        raise DataError(
+            f"{path}:{number}: {len(fields)} tab-separated fields, but the header has {len(header)}"
+            + (" (a tab inside the text?)" if len(fields) > len(header) else "")
+        )
+    return fields
+
+
+def required_field(path: Path | str, number: int, fields: list[str], header: list[str], index: int, what: str) -> str:
+    """Field ``index`` stripped; a DataError naming the ``what`` column when it is empty."""
+    value = fields[index].strip()
+    if not value:
+        raise DataError(f"{path}:{number}: the {what} column {header[index]!r} is empty")
+    return value
 
 
 def encode_split(split: RawSplit, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int],

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .batches import TensorSplit, collate
+from .batches import TensorSplit
 from .config import MachineSettings
 from .errors import ModelLoadError, first_line
-from .model import load_tokenizer, on_device, resolve_device
-from .train import autocast_for, pad_id_of
+from .model import load_tokenizer, resolve_device
+from .train import logits_by_batch, pad_id_of
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -168,20 +168,13 @@ class Predictor:
         return self._held
 
     def _run(self, model: PreTrainedModel, split: TensorSplit, batch_size: int) -> np.ndarray:
-        """One model's softmax over ``split``, longest texts first, back in input order."""
+        """One model's softmax over ``split``, in input order."""
         import torch
 
-        order = np.argsort(-split.lengths, kind="stable")
         out = np.empty((len(split), len(self.labels)), dtype=np.float32)
-        pad_id = pad_id_of(self.tokenizer)
-        with torch.inference_mode(), on_device(self.device):
-            for start in range(0, len(order), batch_size):
-                rows = order[start:start + batch_size]
-                batch = collate(split, rows, pad_id)
-                batch.pop("labels")
-                with autocast_for(torch.device(self.device).type, self.machine.precision):
-                    logits = model(**{k: v.to(self.device) for k, v in batch.items()}).logits
-                out[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        for rows, logits, _ in logits_by_batch(model, split, pad_id_of(self.tokenizer), batch_size,
+                                               self.machine.precision):
+            out[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
         return out
 
 

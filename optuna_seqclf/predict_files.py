@@ -23,7 +23,7 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
-from .data import find_column
+from .data import find_column, required_field, row_fields
 from .errors import ConfigError, DataError, OutputError
 from .predict import Evaluation, Predictor
 
@@ -177,8 +177,8 @@ def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool
             if check_only:
                 continue
             chunk.texts.append(text)
-            if chunk.pairs is not None:
-                chunk.pairs.append(pair or "")
+            if chunk.pairs is not None and pair is not None:
+                chunk.pairs.append(pair)
             if label is not None:
                 chunk.labels = chunk.labels if chunk.labels is not None else []
                 chunk.labels.append(label)
@@ -209,14 +209,10 @@ def _tsv_parser(first: tuple[int, str] | None, source: InputSpec) -> Parser:
     label_idx = lowered.index(source.label_column.lower()) if source.label_column.lower() in lowered else None
 
     def parse(number: int, line: str) -> tuple[str, str | None, str | None]:
-        fields = line.split("\t")
-        if len(fields) != len(header):
-            raise DataError(f"{source.name}:{number}: {len(fields)} tab-separated fields, but the header has "
-                            f"{len(header)}" + (" (a tab inside the text?)" if len(fields) > len(header) else ""))
-        text = fields[text_idx].strip()
-        if not text:
-            raise DataError(f"{source.name}:{number}: the text column {header[text_idx]!r} is empty")
-        pair = fields[pair_idx].strip() if pair_idx is not None else None
+        fields = row_fields(source.name, number, line, header)
+        text = required_field(source.name, number, fields, header, text_idx, "text")
+        pair = required_field(source.name, number, fields, header, pair_idx, "text-pair") \
+            if pair_idx is not None else None
         return text, pair, fields[label_idx].strip() if label_idx is not None else None
 
     return parse

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -70,6 +71,27 @@ def autocast_for(device_type: str, precision: str) -> torch.autocast:
     return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
+def logits_by_batch(model: PreTrainedModel, split: TensorSplit, pad_id: int, batch_size: int,
+                    precision: str = "fp32") -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """(rows, fp32 logits, labels) for each batch of ``split``, in inference mode on the model's device.
+
+    Batches of similar length, longest first (an out-of-memory error shows on the first batch); the rows
+    say where each batch's logits go in input order. ``evaluate`` and ``predict`` both run this loop.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    order = np.argsort(-split.lengths, kind="stable")
+    with torch.inference_mode(), on_device(str(device)):
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate(split, rows, pad_id).items()}
+            target = batch.pop("labels")
+            with autocast_for(device.type, precision):
+                logits = model(**batch).logits.float()
+            yield rows, logits, target
+
+
 def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
              batch_size: int, precision: str = "fp32") -> EvalResult:
     """Loss and metrics on ``dataset``; batches of similar length, predictions back in input order."""
@@ -77,20 +99,12 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
 
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
     split = TensorSplit.from_dataset(dataset)
-    order = np.argsort(-split.lengths, kind="stable")  # longest first: an OOM shows up on the first batch
     logits = np.empty((len(split), model.config.num_labels), dtype=np.float32)
     loss_sum = 0.0
-    with torch.inference_mode(), on_device(str(device)):
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in collate(split, idx, pad_id_of(tokenizer)).items()}
-            target = batch.pop("labels")
-            with autocast_for(device.type, precision):
-                out = model(**batch).logits.float()
-            loss_sum += float(torch.nn.functional.cross_entropy(out, target, reduction="sum"))
-            logits[idx] = out.cpu().numpy()
+    for rows, out, target in logits_by_batch(model, split, pad_id_of(tokenizer), batch_size, precision):
+        loss_sum += float(torch.nn.functional.cross_entropy(out, target, reduction="sum"))
+        logits[rows] = out.cpu().numpy()
     model.train(was_training)
     predictions = logits.argmax(axis=-1)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
