@@ -5,9 +5,10 @@ Every name this project stores on an Optuna study or trial is defined here; othe
 How "every grid point trained exactly once" is kept:
 
 * The creator of a study enqueues every grid point as a WAITING trial, in the study's order, each
-  labelled with its point (``POINT_ATTR``). Optuna hands a WAITING trial to exactly one worker (its
-  state changes WAITING -> RUNNING in one storage transaction), so the first pass, however many
-  workers share it, trains every point once.
+  labelled with its point (``POINT_ATTR``). A WAITING trial goes to exactly one worker (PostgreSQL
+  locks the row while its state changes WAITING -> RUNNING; on SQLite ``storage.SQLiteStorage`` makes
+  that change under a file lock), so the first pass, however many workers share it, trains every
+  point once.
 * A point whose trial failed, was interrupted, or was left RUNNING by a dead worker is retried by
   enqueuing exactly that point. A point that failed with an error ``max_retries + 1`` times is given
   up and reported.

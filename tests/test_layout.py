@@ -84,7 +84,7 @@ def test_library_modules_leave_process_settings_to_runtime() -> None:
 def test_tests_mirror_the_package() -> None:
     """Every module with logic of its own has tests/test_<module>.py (end-to-end tests live in tests/e2e)."""
     covered_elsewhere = {"__init__", "__main__", "cli", "cli_options", "hooks", "console", "dashboard", "plots",
-                         "report", "tables", "interrupts", "errors", "objective", "storage", "pipeline",
+                         "report", "tables", "interrupts", "errors", "objective", "pipeline",
                          "replicas", "inputs", "replica_files", "cli_predict"}  # through the CLI, in tests/e2e
     missing = [p.stem for p in sorted(PACKAGE.glob("*.py"))
                if p.stem not in covered_elsewhere and not (ROOT / "tests" / f"test_{p.stem}.py").exists()]
