@@ -19,6 +19,7 @@ from .config import (
     default_study_name,
 )
 from .console import Console
+from .failed_runs import ADVICE
 from .runtime import configure_process, exit_code_of, exit_now
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
@@ -50,15 +51,17 @@ def _machine(device: str | None, precision: str, eval_batch_size: int, threads: 
 
 
 def _print_tune_result(result: Any, model: str) -> None:
-    from .tables import grid_table
+    from .tables import grid_table, selection_notes
 
-    click.echo(grid_table(result.points))
+    click.echo(grid_table(result.points, result.selection))
     click.echo(f"Model is {model}")
     if result.best is None:
         click.echo("No grid point has finished yet: no best configuration.")
     else:
         click.echo(f"Best Configuration is {result.best.point.batch_size} {result.best.point.learning_rate!r}")
         click.echo(f"Best F1 is {result.best.value!r}")
+    for note in selection_notes(result.selection, result.points):
+        click.echo(note)
     for p in result.failed_points:
         reasons = "; ".join(dict.fromkeys(p.errors)) or p.state.lower()
         click.echo(f"Not complete: batch size {p.point.batch_size}, learning rate {p.point.learning_rate!r} "
@@ -69,7 +72,14 @@ def _print_replicas(result: Any) -> None:
     from .predict import SUMMARY_FILE
     from .tables import replicas_table
 
-    click.echo(replicas_table(result.replicas, result.summary, result.ensemble))
+    click.echo(replicas_table(result.replicas, result.summary, result.ensemble, result.summary_all))
+    if result.failed and len(result.failed) == len(result.replicas):
+        click.echo("Every replica is a failed run (no better than the majority class on dev); "
+                   f"{ADVICE}.")
+    elif result.failed:
+        click.echo(f"Failed runs (no better than the majority class on dev): seed(s) "
+                   f"{','.join(str(r.seed) for r in result.failed)}; left out of the mean and the ensemble"
+                   " (--replace-failed trains other seeds in their place).")
     click.echo(f"Replicas and {result.output_dir / SUMMARY_FILE} written to {result.output_dir}")
 
 
@@ -87,16 +97,17 @@ def cli() -> None:
 def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
          config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
          epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
-         pruner: str, accept_changes: bool, text_column: str, label_column: str, text_pair_column: str | None,
-         eval_batch_size: int, threads: int | None, device: str | None, precision: str, log_dir: Path,
-         no_track: bool, quiet: bool) -> None:
+         pruner: str, confirm_top: int, confirm_seeds: int, accept_changes: bool, text_column: str,
+         label_column: str, text_pair_column: str | None, eval_batch_size: int, threads: int | None,
+         device: str | None, precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train/dev/test.txt); resumes if re-run."""
     from .tuning import tune as tune_study
 
     space = SearchSpace(batch_sizes, learning_rates)
     settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
     name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
-    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner)
+    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner,
+                     confirm_top, confirm_seeds)
     data = DataSpec(data_dir, text_column, label_column, text_pair_column)
     machine = _machine(device, precision, eval_batch_size, threads, workers)
     console = Console(quiet)
@@ -117,8 +128,9 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
 @machine_options
 @fail_cleanly
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
-          output_dir: Path, seeds: tuple[int, ...], eval_batch_size: int, threads: int | None, device: str | None,
-          precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
+          output_dir: Path, seeds: tuple[int, ...], replace_failed: bool, eval_batch_size: int,
+          threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
+          quiet: bool) -> None:
     """Train one replica per seed with the study's best batch size and learning rate."""
     from .replicas import train_replicas
 
@@ -126,7 +138,8 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
     console = Console(quiet)
     result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seeds,
                             data_dir=data_dir, model=model, tokenizer=tokenizer, machine=machine,
-                            log_dir=None if no_track else log_dir, progress=console.line, on_step=console.step_hook)
+                            log_dir=None if no_track else log_dir, progress=console.line, on_step=console.step_hook,
+                            replace_failed=replace_failed)
     _print_replicas(result)
 
 
@@ -139,23 +152,25 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
         config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
         epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
-        pruner: str, accept_changes: bool, text_column: str, label_column: str, text_pair_column: str | None,
-        output_dir: Path, seeds: tuple[int, ...], eval_batch_size: int, threads: int | None, device: str | None,
-        precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
+        pruner: str, confirm_top: int, confirm_seeds: int, accept_changes: bool, text_column: str,
+        label_column: str, text_pair_column: str | None, output_dir: Path, seeds: tuple[int, ...],
+        replace_failed: bool, eval_batch_size: int, threads: int | None, device: str | None, precision: str,
+        log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
     from .pipeline import run as run_all
 
     space = SearchSpace(batch_sizes, learning_rates)
     settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
     name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
-    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner)
+    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner,
+                     confirm_top, confirm_seeds)
     data = DataSpec(data_dir, text_column, label_column, text_pair_column)
     machine = _machine(device, precision, eval_batch_size, threads, workers)
     console = Console(quiet)
     result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
                      log_dir=None if no_track else log_dir, accept_changes=accept_changes, workers=workers,
                      progress=console.progress, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
-                     on_step=console.step_hook)
+                     on_step=console.step_hook, replace_failed=replace_failed)
     _print_replicas(result.replicas)
 
 

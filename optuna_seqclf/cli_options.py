@@ -16,6 +16,8 @@ import click
 
 from .config import (
     DEFAULT_BATCH_SIZES,
+    DEFAULT_CONFIRM_SEEDS,
+    DEFAULT_CONFIRM_TOP,
     DEFAULT_LEARNING_RATES,
     PRECISIONS,
     PRUNERS,
@@ -89,6 +91,11 @@ tune_options = options_group(
     click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True,
                  help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
                       "median, halving (successive halving) or hyperband. Pruned points are not trained again."),
+    click.option("--confirm-top", default=DEFAULT_CONFIRM_TOP, show_default=True, type=int,
+                 help="Once the grid is done, train its best points again with --confirm-seeds more seeds each "
+                      "and choose by mean dev F1 over seeds; 0: choose by the grid's single seed."),
+    click.option("--confirm-seeds", default=DEFAULT_CONFIRM_SEEDS, show_default=True, type=int,
+                 help="More seeds per confirmed point (the study's --seed + 1, + 2, ...)."),
     click.option("--accept-changes", is_flag=True,
                  help="Continue a study even though its data, model or settings changed."),
     data_options,
@@ -114,6 +121,9 @@ replica_options = options_group(
                  help="Folder for the replicas (one sub-folder per seed)."),
     click.option("--seeds", default="1,2,3,4,5", show_default=True, callback=parsed(parse_seeds),
                  help="Comma list of seeds, one replica each."),
+    click.option("--replace-failed", is_flag=True,
+                 help="When a replica is a failed run (no better than the majority class), train the next "
+                      "unused seed in its place."),
 )
 
 

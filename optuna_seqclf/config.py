@@ -19,6 +19,10 @@ DEFAULT_LEARNING_RATES: tuple[float, ...] = (
     1e-3, 1e-4, 1e-5, 1e-6, 3e-3, 3e-4, 3e-5, 3e-6, 5e-3, 5e-4, 5e-5, 5e-6,
 )
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5)
+# The confirmation stage's defaults (bench/selection.py, bench/RESULTS.md "Issue 16"): the top 3 grid
+# points trained with 2 more seeds each.
+DEFAULT_CONFIRM_TOP = 3
+DEFAULT_CONFIRM_SEEDS = 2
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
 # fp32 by default: on an H200, bf16 autocast trained MiniLM and BERT-base on SST-2 at 0.69-0.79x fp32's speed
@@ -210,8 +214,13 @@ class StudySpec:
     task_name: str = "sentiment"
     max_retries: int = 2
     pruner: str = "none"
+    confirm_top: int = DEFAULT_CONFIRM_TOP  # grid points trained again with more seeds once the grid is done
+    confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # how many more seeds each of them gets
 
     def __post_init__(self) -> None:
+        if self.confirm_top < 0 or self.confirm_seeds < 0:
+            raise ConfigError("--confirm-top and --confirm-seeds must be 0 or more, "
+                              f"got {self.confirm_top} and {self.confirm_seeds}")
         if self.pruner not in PRUNERS:
             raise ConfigError(f"--pruner {self.pruner!r}: use one of {', '.join(PRUNERS)}")
         check_name(self.study_name, "study name")

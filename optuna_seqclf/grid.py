@@ -45,6 +45,9 @@ ERROR_ATTR = "error"  # trial: why it failed, one line
 DUPLICATE_ATTR = "duplicate_of"  # trial: trained nothing, its point was taken (trial number or a reason)
 HISTORY_ATTR = "dev_history"  # trial: [{"epoch", "f1", "accuracy", "loss"}, ...], one entry per epoch
 PRUNED_AFTER_ATTR = "pruned_after_epoch"  # trial: the epoch after which a pruner stopped it
+CONFIRM_SEED_ATTR = "confirm_seed"  # trial: the seed a confirmation trial trains its point with (not the grid's)
+FAILED_RUN_ATTR = "failed_run"  # trial: why its model is no better than the majority class, one line
+SELECTION_ATTR = "selection"  # study: the chosen point and its evidence, as `tune` last computed them
 DEV_ACCURACY_ATTR, DEV_MICRO_F1_ATTR, DEV_LOSS_ATTR = "dev_accuracy", "dev_micro_f1", "dev_loss"
 TRAIN_RUNTIME_ATTR, EVAL_RUNTIME_ATTR, TRAIN_LOSS_ATTR = "train_runtime", "eval_runtime", "train_loss"
 
@@ -90,15 +93,19 @@ def grid_order(space: SearchSpace, seed: int, order: str = GRID_ORDER) -> list[H
     raise ValueError(f"unknown grid order {order!r}")
 
 
-def enqueue_point(study: optuna.Study, point: HParams) -> None:
-    """Queue one trial for ``point``: the next worker to ask for a trial trains it."""
+def enqueue_point(study: optuna.Study, point: HParams, seed: int | None = None) -> None:
+    """Queue one trial for ``point`` (with ``seed`` for a confirmation trial): the next worker to ask for a
+    trial trains it."""
     params = {"batch_size": point.batch_size, "learning_rate": point.learning_rate}
-    study.enqueue_trial(params, user_attrs={POINT_ATTR: params})
+    attrs: dict[str, Any] = {POINT_ATTR: params}
+    if seed is not None:
+        attrs[CONFIRM_SEED_ATTR] = seed
+    study.enqueue_trial(params, user_attrs=attrs)
 
 
 def enqueue_untaken(study: optuna.Study, order: list[HParams]) -> int:
     """Enqueue, in ``order``, every point that no trial has taken yet; return how many."""
-    taken = {claimed_point(t) for t in study.get_trials(deepcopy=False)}
+    taken = {claimed_point(t) for t in grid_trials(study)}
     todo = [p for p in order if p not in taken]
     for point in todo:
         enqueue_point(study, point)
@@ -112,6 +119,17 @@ def claimed_point(trial: FrozenTrial) -> HParams | None:
     return HParams.of_trial(trial.params) or HParams.of_trial(trial.user_attrs.get(POINT_ATTR, {}))
 
 
+def confirm_seed_of(trial: FrozenTrial) -> int | None:
+    """The seed of a confirmation trial; None for a grid trial (which trains with the study's seed)."""
+    seed = trial.user_attrs.get(CONFIRM_SEED_ATTR)
+    return None if seed is None else int(seed)
+
+
+def grid_trials(study: optuna.Study, states: tuple[TrialState, ...] | None = None) -> list[FrozenTrial]:
+    """The study's trials of the grid itself (not confirmation trials)."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if CONFIRM_SEED_ATTR not in t.user_attrs]
+
+
 def is_overflow(number: int, user_attrs: dict[str, Any], space: SearchSpace) -> bool:
     """A trial the sampler made, not the queue, after the first pass: its point would be a random one.
 
@@ -121,8 +139,10 @@ def is_overflow(number: int, user_attrs: dict[str, Any], space: SearchSpace) -> 
     return number >= len(space) and POINT_ATTR not in user_attrs
 
 
-def owner_of(study: optuna.Study, number: int, point: HParams, wait_s: float = 30.0) -> int | None:
-    """The number of an earlier trial already running or done for ``point`` (a race between workers).
+def owner_of(study: optuna.Study, number: int, point: HParams, seed: int | None = None,
+             wait_s: float = 30.0) -> int | None:
+    """The number of an earlier trial already running or done for ``point`` (with confirmation ``seed``, for
+    that seed), a race between workers.
 
     An earlier trial that is running but has not said its point yet (a sampler-made trial of an older
     study, created a moment ago) is waited for, up to ``wait_s`` (a worker that died right then costs
@@ -133,7 +153,7 @@ def owner_of(study: optuna.Study, number: int, point: HParams, wait_s: float = 3
     while True:
         earlier = [t for t in study.get_trials(deepcopy=False, states=states) if t.number < number]
         for other in earlier:
-            if claimed_point(other) == point:
+            if claimed_point(other) == point and confirm_seed_of(other) == seed:
                 return other.number
         unknown = [t for t in earlier if t.state == TrialState.RUNNING and claimed_point(t) is None]
         if not unknown or time.monotonic() > deadline:
@@ -154,6 +174,7 @@ class TrialResult:
     dev_micro_f1: float
     dev_loss: float
     history: tuple[dict[str, float], ...]  # dev metrics after each epoch
+    failed_run: str | None = None  # why its model is no better than the majority class (FAILED_RUN_ATTR)
 
     @classmethod
     def of(cls, trial: FrozenTrial) -> TrialResult:
@@ -166,7 +187,15 @@ class TrialResult:
 
         return cls(trial.number, HParams.from_params(trial.params),
                    nan if trial.value is None else float(trial.value), number(DEV_ACCURACY_ATTR),
-                   number(DEV_MICRO_F1_ATTR), number(DEV_LOSS_ATTR), tuple(attrs.get(HISTORY_ATTR) or ()))
+                   number(DEV_MICRO_F1_ATTR), number(DEV_LOSS_ATTR), tuple(attrs.get(HISTORY_ATTR) or ()),
+                   attrs.get(FAILED_RUN_ATTR))
+
+    def rank_key(self) -> tuple[bool, float, float, int, float]:
+        """Sorts the better first: a run that did not fail, higher dev F1, lower dev loss, smaller batch
+        size, smaller learning rate (ties are common on small dev sets; the order trials ran in never
+        decides)."""
+        loss = math.inf if math.isnan(self.dev_loss) else self.dev_loss
+        return (self.failed_run is not None, -self.value, loss, self.point.batch_size, self.point.learning_rate)
 
 
 @dataclass(frozen=True)
@@ -196,8 +225,9 @@ def _state(mine: list[FrozenTrial], errors: tuple[str, ...]) -> str:
 
 
 def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
-    """The state of every grid point, in grid order (duplicates of a taken point are ignored)."""
-    trials = [t for t in study.get_trials(deepcopy=False) if DUPLICATE_ATTR not in t.user_attrs]
+    """The state of every grid point, in grid order (duplicates of a taken point and confirmation trials
+    are ignored)."""
+    trials = [t for t in grid_trials(study) if DUPLICATE_ATTR not in t.user_attrs]
     out = []
     for point in space.points():
         mine = [t for t in trials if claimed_point(t) == point]

@@ -10,17 +10,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
 from .config import HParams, MachineSettings, SearchSpace, TrainSettings
 from .errors import first_line
+from .failed_runs import failed_run_reason
 from .grid import (
+    CONFIRM_SEED_ATTR,
     DEV_ACCURACY_ATTR,
     DEV_LOSS_ATTR,
     DEV_MICRO_F1_ATTR,
     DUPLICATE_ATTR,
     ERROR_ATTR,
     EVAL_RUNTIME_ATTR,
+    FAILED_RUN_ATTR,
     HISTORY_ATTR,
     PRUNED_AFTER_ATTR,
     TRAIN_LOSS_ATTR,
@@ -52,9 +56,10 @@ class Objective:
     on_step: StepHook | None = None
 
     def __call__(self, trial: optuna.Trial) -> float:
-        hp = self._claim(trial)
+        hp, confirm_seed = self._claim(trial)
+        seed = self.settings.seed if confirm_seed is None else confirm_seed
         try:
-            run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp))
+            run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp, confirm_seed))
         except Exception as exc:  # recorded, so `studies`/`report` say why the point failed
             trial.set_user_attr(ERROR_ATTR, f"tracking: {type(exc).__name__}: {first_line(exc)}")
             raise
@@ -62,16 +67,24 @@ class Objective:
         try:
             result = fine_tune(
                 self.settings.model, self.prepared.tokenizer, encoded.train, encoded.dev,
-                self.prepared.corpus.id2label, hp, self.settings, self.settings.seed, machine=self.machine,
-                on_epoch=_after_epoch(trial, run), on_step=self.on_step, on_log=log_to(run),
+                self.prepared.corpus.id2label, hp, self.settings, seed, machine=self.machine,
+                # a confirmation run is never pruned: its full-length score is what it is for
+                on_epoch=_after_epoch(trial, run, prune=confirm_seed is None), on_step=self.on_step,
+                on_log=log_to(run),
             )
         except optuna.TrialPruned:
             raise
         except Exception as exc:
             trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
             raise
+        else:
+            failed = failed_run_reason(np.asarray(encoded.dev["labels"]), result.dev.predictions,
+                                       result.dev.metrics["f1"])
+            run.note("failed_run", failed or "")
         finally:
             run.close()
+        if failed is not None:
+            trial.set_user_attr(FAILED_RUN_ATTR, failed)
         metrics = result.dev.metrics
         for name, value in ((DEV_ACCURACY_ATTR, metrics["accuracy"]), (DEV_MICRO_F1_ATTR, metrics["micro_f1"]),
                             (DEV_LOSS_ATTR, metrics["loss"]), (EVAL_RUNTIME_ATTR, result.eval_seconds),
@@ -80,28 +93,31 @@ class Objective:
             trial.set_user_attr(name, value)
         return metrics["f1"]
 
-    def _claim(self, trial: optuna.Trial) -> HParams:
-        """The trial's grid point; a trial whose point is not its own to train is pruned as a duplicate."""
+    def _claim(self, trial: optuna.Trial) -> tuple[HParams, int | None]:
+        """The trial's grid point and confirmation seed (None: a grid trial); a trial whose (point, seed) is
+        not its own to train is pruned as a duplicate."""
         if is_overflow(trial.number, trial.user_attrs, self.space):
             trial.set_user_attr(DUPLICATE_ATTR, "beyond the grid")
             raise optuna.TrialPruned("the grid's first pass was already handed out to other trials")
         hp = suggest_hparams(trial, self.space)
-        owner = owner_of(trial.study, trial.number, hp)
+        seed = trial.user_attrs.get(CONFIRM_SEED_ATTR)
+        owner = owner_of(trial.study, trial.number, hp, seed)
         if owner is not None:
             trial.set_user_attr(DUPLICATE_ATTR, owner)
             raise optuna.TrialPruned(f"grid point already taken by trial {owner}")
-        return hp
+        return hp, seed
 
-    def _hparams(self, trial: optuna.Trial, hp: HParams) -> dict[str, Any]:
+    def _hparams(self, trial: optuna.Trial, hp: HParams, confirm_seed: int | None) -> dict[str, Any]:
         s = self.settings
         return {
             "study": self.study_name, "trial": trial.number, "model": s.model, "batch_size": hp.batch_size,
-            "learning_rate": hp.learning_rate, "seed": s.seed, "epochs": s.epochs,
-            "max_steps": s.max_steps, "max_seq_length": s.max_seq_length,
+            "learning_rate": hp.learning_rate, "seed": s.seed if confirm_seed is None else confirm_seed,
+            "epochs": s.epochs, "max_steps": s.max_steps, "max_seq_length": s.max_seq_length,
+            "stage": "grid" if confirm_seed is None else "confirm",
         }
 
 
-def _after_epoch(trial: optuna.Trial, run: TrackedRun) -> EpochHook:
+def _after_epoch(trial: optuna.Trial, run: TrackedRun, *, prune: bool = True) -> EpochHook:
     """Track the epoch's dev metrics, report dev F1 to Optuna (learning curves, pruners), maybe prune."""
     history: list[dict[str, float]] = []
 
@@ -111,7 +127,7 @@ def _after_epoch(trial: optuna.Trial, run: TrackedRun) -> EpochHook:
         trial.report(metrics["f1"], epoch)  # optuna-dashboard draws intermediate values as learning curves
         history.append({"epoch": epoch, **{k: metrics[k] for k in ("f1", "accuracy", "loss")}})
         trial.set_user_attr(HISTORY_ATTR, history)
-        if trial.should_prune():  # never with the default pruner ("none")
+        if prune and trial.should_prune():  # never with the default pruner ("none")
             trial.set_user_attr(PRUNED_AFTER_ATTR, epoch)
             raise optuna.TrialPruned(f"pruned after epoch {epoch} with dev F1 {metrics['f1']:.4f}")
 

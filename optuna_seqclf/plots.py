@@ -13,7 +13,9 @@ from .config import HParams
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from .budget import BudgetCurve
     from .grid import PointStatus
+    from .selection import ConfirmedPoint
     from .summary import MetricSummary
 
 _STATE_LABELS = {"FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "PENDING": "not run"}
@@ -74,8 +76,9 @@ def heatmap(points: Sequence[PointStatus], best: HParams | None, path: Path, tit
             ax.text(center, row, _STATE_LABELS.get(p.state, p.state.lower()), ha="center", va="center",
                     fontsize=7, color="#b00020" if p.state == "FAIL" else "#444444")
         else:
-            ax.text(center, row, f"{value:.3f}", ha="center", va="center", fontsize=7,
-                    color="white" if value < 0.6 else "black")
+            failed = p.result is not None and p.result.failed_run is not None
+            ax.text(center, row, f"{value:.3f}" + ("\nfailed run" if failed else ""), ha="center", va="center",
+                    fontsize=7, color="#ff6b6b" if failed else "white" if value < 0.6 else "black")
         if best is not None and p.point == best:
             ax.add_patch(Rectangle((x0, row - 0.5), x1 - x0, 1, fill=False, edgecolor="#d62728", linewidth=3))
     ax.set_yticks(range(len(sizes)), [str(s) for s in sizes])
@@ -144,4 +147,39 @@ def replicas(seeds: Sequence[int], test_f1: Sequence[float], summary: MetricSumm
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title(f"{title}\nreplicas with the best configuration: test macro-F1", fontsize=10)
+    return _save(fig, path)
+
+
+def confirmation(confirmed: Sequence[ConfirmedPoint], path: Path, title: str) -> Path:
+    """The confirmed points' dev macro-F1 per seed (a strip), their mean and 95% interval; chosen first."""
+    fig, ax = _figure(max(5.0, 1.6 * len(confirmed) + 2.0), 3.6)
+    for x, c in enumerate(confirmed):
+        color = "#d62728" if x == 0 else "#1f77b4"
+        ax.scatter([x] * len(c.values), c.values, color=color, zorder=3, s=18)
+        for seed, value in zip(c.seeds, c.values):
+            ax.annotate(str(seed), (x, value), textcoords="offset points", xytext=(6, -3), fontsize=6)
+        m = c.dev_f1
+        ax.errorbar([x - 0.15], [m.mean], yerr=[[m.mean - m.ci95[0]], [m.ci95[1] - m.mean]], fmt="D", color=color,
+                    markersize=5, capsize=4)
+    ax.set_xticks(range(len(confirmed)),
+                  [f"bs {c.point.batch_size}\nlr {c.point.learning_rate:g}" for c in confirmed], fontsize=8)
+    ax.set_ylabel("dev macro-F1")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(f"{title}\nconfirmed points: each seed (dot, labelled), mean and 95% interval (diamond); "
+                 "chosen in red", fontsize=9)
+    return _save(fig, path)
+
+
+def expected_best(curve: BudgetCurve, path: Path, title: str) -> Path:
+    """Expected best dev macro-F1 against the number of grid trials, with its bootstrap band."""
+    fig, ax = _figure(6.0, 3.6)
+    budgets = list(curve.budgets)
+    ax.fill_between(budgets, curve.low, curve.high, color="#1f77b4", alpha=0.2, label="95% bootstrap band")
+    ax.plot(budgets, curve.expected, marker="o", markersize=3, color="#1f77b4", label="expected best")
+    ax.set_xlabel("grid trials (drawn at random from those trained)")
+    ax.set_ylabel("expected best dev macro-F1")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"{title}\nexpected best dev macro-F1 vs budget (Dodge et al. 2019; unbiased estimator)",
+                 fontsize=9)
     return _save(fig, path)

@@ -110,6 +110,9 @@ class Predictor:
             if replica not in replicas:
                 raise ModelLoadError(f"{path}: no replica of seed {replica} (seeds: {_seeds(replicas)})")
             replicas = {replica: replicas[replica]}
+        else:  # the ensemble `train` scored: failed runs left out while any other exists
+            members = ensemble_seeds(path)
+            replicas = {seed: folder for seed, folder in replicas.items() if members is None or seed in members}
         _check_complete(path, replicas, replica is None)
         return cls(list(replicas.values()), tuple(replicas), machine, max_seq_length)
 
@@ -189,6 +192,15 @@ def replica_folders(path: Path) -> dict[int, Path]:
     if not listed:
         raise ModelLoadError(f"{path / SUMMARY_FILE}: names no replica")
     return listed
+
+
+def ensemble_seeds(path: Path) -> set[int] | None:
+    """The seeds of the ensemble ``train`` scored (None for summaries written before it said)."""
+    try:
+        seeds = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))["ensemble"]["seeds"]
+        return {int(s) for s in seeds}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _check_complete(path: Path, replicas: dict[int, Path], ensemble: bool) -> None:

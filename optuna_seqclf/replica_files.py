@@ -47,8 +47,9 @@ def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float
 
 
 def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: Prepared,
-                   hp: HParams, settings: TrainSettings, seed: int, task_name: str) -> None:
-    """Every file of a replica, into ``tmp``; ``all_results.json`` last, as the mark of a complete replica."""
+                  hp: HParams, settings: TrainSettings, seed: int, task_name: str, failed_run: str | None) -> None:
+    """Every file of a replica, into ``tmp``; ``all_results.json`` last, as the mark of a complete replica
+    (with ``failed_run``: why the replica is no better than the majority class, or null)."""
     tuned.model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
     prepared.tokenizer.save_pretrained(tmp)
     corpus = prepared.corpus
@@ -75,9 +76,10 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     (tmp / f"predict_results_{task_name}.txt").write_text(
         "index\tprediction\n" + "".join(f"{i}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
-    merged: dict[str, float] = {}
+    merged: dict[str, Any] = {}
     for metrics in results.values():
         merged.update(metrics)
+    merged["failed_run"] = failed_run
     write_json(tmp / COMPLETE_MARKER, merged)
 
 

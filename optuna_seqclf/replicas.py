@@ -8,22 +8,25 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .config import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
 from .errors import OutputError, StudyError
+from .failed_runs import below_baseline_reason, failed_run_reason
 from .grid import REPLICAS_ATTR
 from .hooks import Progress, StepHook, silent
 from .inputs import Prepared, prepare
 from .interrupts import InterruptGate, gated_interrupts
 from .predict import COMPLETE_MARKER, SUMMARY_FILE, Predictor
 from .replica_files import read_results, remove_stale_temp, write_json_atomic, write_replica
+from .selection import select
 from .storage import open_storage
-from .study import StudyRecord, best_trial, load_study
+from .study import StudyRecord, load_study
 from .summary import Summary
 from .tracking import Tracker, check_log_dir, log_to, make_tracker
 from .train import classification_metrics, evaluate, fine_tune
@@ -38,6 +41,7 @@ class ReplicaResult:
     test_f1: float
     test_accuracy: float
     reused: bool = False
+    failed_run: str | None = None  # why it is no better than the majority class on dev
 
 
 @dataclass(frozen=True)
@@ -47,8 +51,13 @@ class ReplicasResult:
     best_dev_f1: float
     output_dir: Path
     replicas: list[ReplicaResult]
-    summary: Summary
-    ensemble: EnsembleResult
+    summary: Summary  # of the replicas that are not failed runs (of all, when every one failed)
+    ensemble: EnsembleResult  # of the same replicas
+    summary_all: Summary | None = None  # of every replica, failed runs included, when some failed
+
+    @property
+    def failed(self) -> list[ReplicaResult]:
+        return [r for r in self.replicas if r.failed_run is not None]
 
 
 @dataclass(frozen=True)
@@ -87,16 +96,20 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
                    *, data_dir: Path | None = None, model: str | None = None, tokenizer: str | None = None,
                    machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
                    progress: Progress = silent, prepared: Prepared | None = None,
-                   on_step: StepHook | None = None) -> ReplicasResult:
+                   on_step: StepHook | None = None, replace_failed: bool = False) -> ReplicasResult:
     """Train one replica per seed with the study's best point; reuse replicas already complete.
 
     The data folder, model, tokenizer and training settings are the ones the study recorded; ``data_dir``,
-    ``model`` and ``tokenizer`` replace them. The calling process's settings are left as they are.
+    ``model`` and ``tokenizer`` replace them. A replica no better than the majority class is a failed run:
+    kept on disk, reported, left out of the mean and the ensemble (while another exists); with
+    ``replace_failed`` the next unused seed is trained in its place (at most ``len(seeds)`` times). The
+    calling process's settings are left as they are.
     """
     storage = open_storage(storage_url, must_exist=True)
     study = load_study(study_name, storage, storage_url)
     record = StudyRecord.from_study(study)
-    best = best_trial(study)
+    selection = select(study)
+    best = selection.best
     if best is None:
         raise StudyError(f"study {study_name!r} has no COMPLETE trial yet; run `optuna-seqclf tune` to finish it")
     hp, machine = best.point, machine or MachineSettings()
@@ -106,25 +119,38 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     check_writable(output_dir)
     check_log_dir(log_dir)
     prepared = prepared or prepare(data, settings, machine)
+    evidence = (f"mean dev F1 {selection.value:.4f} over seeds {','.join(map(str, selection.confirmed[0].seeds))}"
+                if selection.confirmed else f"dev F1 {best.value:.4f}, trial {best.number}")
     progress(f"Best configuration of {study_name!r}: batch size {hp.batch_size}, learning rate {hp.learning_rate!r} "
-             f"(dev F1 {best.value:.4f}, trial {best.number}); training {len(seeds)} replicas in {output_dir}")
+             f"({evidence}); training {len(seeds)} replicas in {output_dir}")
     job = _ReplicaJob(prepared, settings, machine, hp, record.task_name, make_tracker(log_dir, study_name), study_name)
-    folders = {seed: output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label,
-                                                   seed) for seed in seeds}
-    results = job.train_all(folders, progress, on_step)
-    ensemble = job.score_ensemble(folders)
-    progress(f"ensemble of seeds {','.join(map(str, seeds))}: dev F1 {ensemble.dev_f1:.4f}, "
+
+    def folder(seed: int) -> Path:
+        return output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label, seed)
+
+    results = job.train_all(list(seeds), folder, progress, on_step, replace_failed)
+    kept = [r for r in results if r.failed_run is None] or results
+    ensemble = job.score_ensemble({r.seed: Path(r.path) for r in kept})
+    progress(f"ensemble of seeds {','.join(str(r.seed) for r in kept)}: dev F1 {ensemble.dev_f1:.4f}, "
              f"test F1 {ensemble.test_f1:.4f}")
-    summary = Summary.of([asdict(r) for r in results])
-    payload = {
-        "study_name": study_name, "storage": storage_url, "best_trial": best.number, "best_dev_f1": best.value,
-        "params": asdict(hp), "seeds": list(seeds), "replicas": [asdict(r) for r in results], **summary.to_json(),
-        "ensemble": asdict(ensemble),
-    }
+    summary = Summary.of([asdict(r) for r in kept])
+    summary_all = Summary.of([asdict(r) for r in results]) if len(kept) < len(results) else None
+    out = ReplicasResult(study_name, hp, best.value, output_dir, results, summary, ensemble, summary_all)
+    payload = {"study_name": study_name, "storage": storage_url, "best_trial": best.number,
+               "selection": selection.to_json(), **_summary_json(out)}
     write_json_atomic(output_dir / ENSEMBLE_FILE, asdict(ensemble))
     write_json_atomic(output_dir / SUMMARY_FILE, payload)
     study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(output_dir.resolve())})  # for `report`
-    return ReplicasResult(study_name, hp, best.value, output_dir, results, summary, ensemble)
+    return out
+
+
+def _summary_json(out: ReplicasResult) -> dict[str, Any]:
+    """replicas_summary.json's scores: every replica (failed runs marked), the mean of those not failed (at
+    the top level, as before failed runs were marked), of all seeds, and of their ensemble."""
+    return {"best_dev_f1": out.best_dev_f1, "params": asdict(out.params), "seeds": [r.seed for r in out.replicas],
+            "replicas": [asdict(r) for r in out.replicas], "failed_runs": [r.seed for r in out.failed],
+            **out.summary.to_json(), "all_seeds": None if out.summary_all is None else out.summary_all.to_json(),
+            "ensemble": asdict(out.ensemble)}
 
 
 def _gated(gate: InterruptGate, on_step: StepHook | None) -> StepHook:
@@ -152,19 +178,29 @@ class _ReplicaJob:
     # seed -> (dev, test) class probabilities of the replicas this call trained, for the ensemble's scores
     probabilities: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
-    def train_all(self, folders: dict[int, Path], progress: Progress, on_step: StepHook | None) -> list[ReplicaResult]:
-        """Each seed's replica into its folder, in order; one that is complete already is read, not trained."""
-        results = []
+    def train_all(self, seeds: list[int], folder: Callable[[int], Path], progress: Progress,
+                  on_step: StepHook | None, replace_failed: bool) -> list[ReplicaResult]:
+        """Each seed's replica into its folder, in order; one that is complete already is read, not trained.
+        With ``replace_failed``, a failed run adds the next unused seed (at most ``len(seeds)`` more)."""
+        results, queue, spare = [], list(seeds), len(seeds) if replace_failed else 0
         with gated_interrupts() as gate:
-            for seed, final in folders.items():
+            while queue:
+                seed, final = queue[0], folder(queue[0])
+                del queue[0]
                 if (final / COMPLETE_MARKER).exists():
-                    results.append(_read_replica(final, seed))
+                    result = self._read_replica(final, seed)
                     progress(f"seed {seed}: {final.name} exists, reused")
-                    continue
-                gate.check()
-                result = self.train(seed, final, _gated(gate, on_step))
+                else:
+                    gate.check()
+                    result = self.train(seed, final, _gated(gate, on_step))
+                    progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
                 results.append(result)
-                progress(f"seed {seed}: dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} -> {final}")
+                if result.failed_run is not None:
+                    progress(f"seed {seed}: FAILED RUN, {result.failed_run}"
+                             + ("; training the next unused seed instead" if spare else ""))
+                    if spare:
+                        spare -= 1
+                        queue.append(max([*seeds, *(r.seed for r in results), *queue]) + 1)
         return results
 
     def score_ensemble(self, folders: dict[int, Path]) -> EnsembleResult:
@@ -223,7 +259,9 @@ class _ReplicaJob:
             for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
                 for name in ("f1", "accuracy", "loss"):
                     run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
-            write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name)
+            failed = failed_run_reason(np.asarray(encoded.dev["labels"]), tuned.dev.predictions,
+                                       tuned.dev.metrics["f1"])
+            write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name, failed)
             os.replace(tmp, final)
         except OSError as exc:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -236,10 +274,15 @@ class _ReplicaJob:
             run.close()
         self.probabilities[seed] = (tuned.dev.probabilities, test.probabilities)
         return ReplicaResult(seed, str(final), tuned.dev.metrics["f1"], tuned.dev.metrics["accuracy"],
-                             test.metrics["f1"], test.metrics["accuracy"])
+                             test.metrics["f1"], test.metrics["accuracy"], failed_run=failed)
 
-
-def _read_replica(path: Path, seed: int) -> ReplicaResult:
-    results = read_results(path)
-    return ReplicaResult(seed, str(path), results["eval_f1"], results["eval_accuracy"], results["test_f1"],
-                         results["test_accuracy"], reused=True)
+    def _read_replica(self, path: Path, seed: int) -> ReplicaResult:
+        """A complete replica's scores; replicas written before failed runs were marked are judged by their
+        dev F1 against the majority baseline."""
+        results = read_results(path)
+        failed = results.get("failed_run")
+        if "failed_run" not in results:
+            labels = np.asarray(self.prepared.encoded(self.settings.max_seq_length).dev["labels"])
+            failed = below_baseline_reason(labels, float(results["eval_f1"]))
+        return ReplicaResult(seed, str(path), results["eval_f1"], results["eval_accuracy"], results["test_f1"],
+                             results["test_accuracy"], reused=True, failed_run=failed)

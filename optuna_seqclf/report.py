@@ -11,13 +11,15 @@ from typing import Any
 import optuna
 
 from . import plots
+from .budget import BudgetCurve, budget_curve
 from .config import HParams, check_name
 from .errors import OutputError, StudyError
-from .grid import REPLICAS_ATTR, PointStatus, TrialResult, point_status
+from .grid import REPLICAS_ATTR, PointStatus, point_status
+from .selection import Selection, select
 from .storage import open_storage, redact
-from .study import StudyRecord, best_trial, load_study
+from .study import StudyRecord, load_study
 from .summary import Summary
-from .tables import grid_table, mean_std, rst_table
+from .tables import grid_table, mean_std, rst_table, selection_notes
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,9 @@ class StudyOverview:
     running: int
     pruned: int
     best: HParams | None
-    best_f1: float | None
+    best_f1: float | None  # mean over seeds when confirmed
+    failed_runs: int = 0  # grid points whose model is no better than the majority class
+    confirmed_seeds: int = 0  # seeds behind best_f1 (0: a single grid trial)
 
 
 def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
@@ -45,14 +49,15 @@ def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
                              sum(t.state == optuna.trial.TrialState.RUNNING for t in trials), 0,
                              None, best.value if best else None)
     points = point_status(study, space)
-    best_t = best_trial(study)
+    selection = select(study)
 
     def count(state: str) -> int:
         return sum(p.state == state for p in points)
 
+    failed_runs = sum(1 for p in points if p.result is not None and p.result.failed_run is not None)
+    seeds = len(selection.confirmed[0].values) if selection.confirmed else 0
     return StudyOverview(study.study_name, storage_url, len(points), count("COMPLETE"), count("FAIL"),
-                         count("RUNNING"), count("PRUNED"), best_t.point if best_t else None,
-                         best_t.value if best_t else None)
+                         count("RUNNING"), count("PRUNED"), selection.point, selection.value, failed_runs, seeds)
 
 
 def list_studies(storage_urls: list[str]) -> list[StudyOverview]:
@@ -67,11 +72,13 @@ def list_studies(storage_urls: list[str]) -> list[StudyOverview]:
 
 
 def studies_table(overviews: list[StudyOverview]) -> str:
-    rows = [(o.name, f"{o.complete}/{o.points}", str(o.failed), str(o.running),
-             "-" if o.best_f1 is None else f"{o.best_f1:.4f}",
+    rows = [(o.name, f"{o.complete}/{o.points}", str(o.failed), str(o.failed_runs), str(o.running),
+             "-" if o.best_f1 is None else f"{o.best_f1:.4f}" + (f" ({o.confirmed_seeds} seeds)"
+                                                                 if o.confirmed_seeds else ""),
              "-" if o.best is None else f"{o.best.batch_size} {o.best.learning_rate:g}", o.storage)
             for o in overviews]
-    return rst_table(rows, ("Study", "Done", "Failed", "Running", "Best F1", "Best (bs lr)", "Storage"))
+    return rst_table(rows, ("Study", "Done", "Failed", "Failed runs", "Running", "Best F1", "Best (bs lr)",
+                            "Storage"))
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -92,12 +99,21 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     record = StudyRecord.from_study(study)
     points = point_status(study, record.space)
-    best = best_trial(study)
+    selection = select(study)
     replicas = study.user_attrs.get(REPLICAS_ATTR)
-    summary = Summary.of(replicas["replicas"]) if replicas else None
+    if replicas:  # the mean shown beside the replicas leaves failed runs out, as `train` prints it
+        summary = Summary.of([r for r in replicas["replicas"] if not r.get("failed_run")] or replicas["replicas"])
+    else:
+        summary = None
+    scores = [p.result.value for p in points if p.state == "COMPLETE" and p.result is not None]
+    budget = budget_curve(scores) if len(scores) >= 2 else None
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        figures = [plots.heatmap(points, best.point if best else None, output_dir / "grid_heatmap.png", study_name)]
+        figures = [plots.heatmap(points, selection.point, output_dir / "grid_heatmap.png", study_name)]
+        if selection.confirmed:
+            figures.append(plots.confirmation(selection.confirmed, output_dir / "confirmation.png", study_name))
+        if budget is not None:
+            figures.append(plots.expected_best(budget, output_dir / "expected_best.png", study_name))
         curves = _learning_curves(points)
         if curves:
             figures.append(plots.learning_curves(curves, output_dir / "learning_curves.png", study_name))
@@ -106,7 +122,7 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
                                           [r["test_f1"] for r in replicas["replicas"]], summary.test_f1,
                                           output_dir / "replicas_test_f1.png", study_name))
         markdown = output_dir / "report.md"
-        text = _markdown(study_name, storage_url, record, points, best, bool(curves), replicas, summary)
+        text = _markdown(study_name, storage_url, record, points, selection, budget, bool(curves), replicas, summary)
         tmp = markdown.with_name(f".{markdown.name}.tmp-{os.getpid()}")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, markdown)
@@ -116,7 +132,7 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
 
 
 def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: list[PointStatus],
-              best: TrialResult | None, curves: bool, replicas: dict[str, Any] | None,
+              selection: Selection, budget: BudgetCurve | None, curves: bool, replicas: dict[str, Any] | None,
               summary: Summary | None) -> str:
     s = record.settings
 
@@ -133,12 +149,18 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
         f"- Grid: {len(points)} points, {count('COMPLETE')} complete, {count('FAIL')} failed, "
         f"{count('PRUNED')} pruned, {count('PENDING', 'RUNNING')} not finished",
     ]
+    best = selection.best
     if best is not None:
         lines.append(f"- **Best configuration: batch size {best.point.batch_size}, learning rate "
                      f"{best.point.learning_rate:g}** (trial {best.number}, dev macro-F1 {best.value:.4f}, "
-                     f"dev accuracy {best.dev_accuracy:.4f})")
-    lines += ["", "## Grid", "", "![dev macro-F1 per grid point](grid_heatmap.png)", "", "```",
-              grid_table(points), "```", ""]
+                     f"dev accuracy {best.dev_accuracy:.4f}; chosen by {selection.rule} dev F1)")
+    lines += [*(f"- {note}" for note in selection_notes(selection, points)),
+              "", "## Grid", "", "![dev macro-F1 per grid point](grid_heatmap.png)", "", "```",
+              grid_table(points, selection), "```", ""]
+    if selection.confirmed:
+        lines += _confirmation_markdown(selection)
+    if budget is not None:
+        lines += _budget_markdown(budget, len(points))
     failed = [p for p in points if p.errors and p.result is None]
     if failed:
         lines += ["Failed points:", ""] + [
@@ -151,12 +173,40 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
     return "\n".join(lines)
 
 
+def _confirmation_markdown(selection: Selection) -> list[str]:
+    lines = ["## Confirmation over seeds", "",
+             f"The top {len(selection.confirmed)} grid points trained again with seeds "
+             f"{', '.join(map(str, selection.plan.seeds))}; chosen by mean dev macro-F1.", "",
+             "| Batch size | Learning rate | Dev F1 per seed | Mean ± std | 95% interval | Failed runs |",
+             "|---:|---:|---|---:|---|---:|"]
+    for c in selection.confirmed:
+        per_seed = ", ".join(f"{seed}: {value:.4f}" for seed, value in zip(c.seeds, c.values))
+        low, high = c.dev_f1.ci95
+        lines.append(f"| {c.point.batch_size} | {c.point.learning_rate:g} | {per_seed} | {mean_std(c.dev_f1)} | "
+                     f"[{low:.4f}, {high:.4f}] | {c.failed_runs} |")
+    return [*lines, "", "![confirmed points per seed](confirmation.png)", ""]
+
+
+def _budget_markdown(budget: BudgetCurve, grid_size: int) -> list[str]:
+    """The expected best at a few budgets: enough to see whether a smaller grid would have done."""
+    n = len(budget.expected)
+    shown = sorted({k for k in (1, 2, 3, 5, 8, 12, 18, 24, 36, n) if k <= n})
+    lines = ["## Expected best vs budget", "",
+             f"Expected best dev macro-F1 of k grid trials drawn at random from the {n} complete of {grid_size} "
+             "(unbiased estimator, Tang et al. 2020; 95% bootstrap band):", "",
+             "| Trials | Expected best | 95% band |", "|---:|---:|---|"]
+    lines += [f"| {k} | {budget.expected[k - 1]:.4f} | [{budget.low[k - 1]:.4f}, {budget.high[k - 1]:.4f}] |"
+              for k in shown]
+    return [*lines, "", "![expected best vs budget](expected_best.png)", ""]
+
+
 def _replicas_markdown(replicas: dict[str, Any], summary: Summary) -> list[str]:
     rows = replicas["replicas"]
     ci = summary.test_f1.ci95
     lines = ["## Replicas", "", f"Folder: `{replicas['output_dir']}`", "",
              "| Seed | Dev F1 | Test F1 | Test accuracy |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['seed']} | {r['dev_f1']:.4f} | {r['test_f1']:.4f} | {r['test_accuracy']:.4f} |" for r in rows]
+    lines += [f"| {r['seed']}{' (failed run)' if r.get('failed_run') else ''} | {r['dev_f1']:.4f} | "
+              f"{r['test_f1']:.4f} | {r['test_accuracy']:.4f} |" for r in rows]
     lines += [f"| mean ± std | {mean_std(summary.dev_f1)} | {mean_std(summary.test_f1)} | "
               f"{mean_std(summary.test_accuracy)} |", "",
               f"Test macro-F1: mean {summary.test_f1.mean:.4f}, 95% confidence interval of the mean "

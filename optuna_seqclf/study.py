@@ -19,17 +19,18 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
+from .confirm import WAIT, ConfirmPlan, next_confirmation
 from .errors import StudyError
 from .grid import (
     DUPLICATE_ATTR,
     GRID_ORDER,
     POINT_ATTR,
     RECORD_ATTR,
-    TrialResult,
     enqueue_point,
     enqueue_untaken,
     grid_order,
     next_point,
+    point_status,
 )
 from .interrupts import InterruptGate
 from .storage import redact
@@ -52,6 +53,10 @@ class StudyRecord:
     data_fingerprint: str
     metric: str = "dev_macro_f1"
     grid_order: str = "shuffled"  # what studies made before "promising-first" used; kept on resume
+    # The confirmation stage (``confirm``); not part of the identity: a resume may change it. Studies made
+    # before it read as 0 (off), what they did.
+    confirm_top: int = 0
+    confirm_seeds: int = 0
 
     # Stored fields that make trials comparable: a resume must agree on all of them.
     IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
@@ -62,7 +67,8 @@ class StudyRecord:
     def build(cls, spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace,
               fingerprint: str) -> StudyRecord:
         return cls(replace(data, data_dir=data.data_dir.resolve()), settings, space, spec.config_name,
-                   spec.task_name, fingerprint, grid_order=GRID_ORDER)
+                   spec.task_name, fingerprint, grid_order=GRID_ORDER, confirm_top=spec.confirm_top,
+                   confirm_seeds=spec.confirm_seeds)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> StudyRecord:
@@ -71,7 +77,8 @@ class StudyRecord:
                                  max_steps=raw["max_steps"], max_seq_length=raw["max_seq_length"], seed=raw["seed"])
         space = SearchSpace(tuple(raw["batch_sizes"]), tuple(raw["learning_rates"]))
         return cls(data, settings, space, raw["config_name"], raw["task_name"], raw["data_fingerprint"],
-                   raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"))
+                   raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"),
+                   int(raw.get("confirm_top", 0)), int(raw.get("confirm_seeds", 0)))
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudyRecord:
@@ -86,7 +93,7 @@ class StudyRecord:
                 **asdict(self.settings), "batch_sizes": list(self.space.batch_sizes),
                 "learning_rates": list(self.space.learning_rates), "config_name": self.config_name,
                 "task_name": self.task_name, "data_fingerprint": self.data_fingerprint, "metric": self.metric,
-                "grid_order": self.grid_order}
+                "grid_order": self.grid_order, "confirm_top": self.confirm_top, "confirm_seeds": self.confirm_seeds}
         return json.loads(json.dumps(flat))
 
     def differences(self, other: StudyRecord) -> list[str]:
@@ -106,6 +113,9 @@ class StudyRecord:
             else:
                 out.append(f"{name}: study has {old!r}, now {new!r}")
         return out
+
+    def confirm_plan(self) -> ConfirmPlan:
+        return ConfirmPlan.of(self.confirm_top, self.confirm_seeds, self.settings.seed)
 
     def order(self) -> list[HParams]:
         """The grid in the order its first pass trains it."""
@@ -194,7 +204,7 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
             f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "
             "use another --study-name (or --task-name), or --accept-changes to continue it anyway"
         )
-    if diffs:
+    if diffs or stored.confirm_plan() != record.confirm_plan():  # this call's stage settings apply from now
         study.set_user_attr(RECORD_ATTR, replace(record, grid_order=stored.grid_order).to_json())
         stored = StudyRecord.from_study(study)
     study.sampler = grid_sampler(stored)
@@ -214,23 +224,23 @@ def _wait_for_record(study: optuna.Study, timeout_s: float = 15.0) -> StudyRecor
     return StudyRecord.from_study(study)
 
 
-def best_trial(study: optuna.Study) -> TrialResult | None:
-    """The best COMPLETE trial: highest dev macro-F1.
+def next_step(study: optuna.Study, space: SearchSpace, plan: ConfirmPlan, max_retries: int
+              ) -> HParams | tuple[HParams, int] | str | bool | None:
+    """What a worker does next: True: train a queued trial; a point, or a (point, seed) of the
+    confirmation stage: enqueue it and train it; ``WAIT``: ask again soon; None: nothing is left."""
+    step = next_point(study, space, max_retries)
+    if step is not False:
+        return step
+    return next_confirmation(study, point_status(study, space), plan, max_retries)
 
-    Ties (common on small dev sets) are broken deterministically, whatever order the trials ran in:
-    lower dev loss, then smaller batch size, then smaller learning rate. Without a tie this is
-    ``study.best_trial``.
-    """
-    complete = [TrialResult.of(t) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.value is not None and not math.isnan(t.value)]
-    if not complete:
-        return None
 
-    def key(t: TrialResult) -> tuple[float, float, int, float]:
-        loss = math.inf if math.isnan(t.dev_loss) else t.dev_loss
-        return (-t.value, loss, t.point.batch_size, t.point.learning_rate)
-
-    return min(complete, key=key)
+def _wait_for_others(study: optuna.Study, gate: InterruptGate, seconds: float = 2.0) -> None:
+    """Sleep a little (Ctrl-C still stops it); fail trials of workers whose heartbeat stopped."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        gate.check()
+        time.sleep(0.1)
+    optuna.storages.fail_stale_trials(study)
 
 
 @dataclass
@@ -243,22 +253,29 @@ class LoopStats:
 def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optuna.Trial], float],
              max_retries: int, gate: InterruptGate, on_trial: Callable[[FrozenTrial], None] | None = None,
              ) -> LoopStats:
-    """Train grid points one trial at a time until every point is complete or given up.
+    """Train grid points one trial at a time until every point is complete or given up; then the
+    confirmation stage's (point, seed) runs, the same way.
 
     ``objective`` should call ``gate.check`` while it trains (``Objective`` does, after every step).
     """
     stats = LoopStats()
     ran: list[int] = []
+    plan = StudyRecord.from_study(study).confirm_plan()
 
     def tracked(trial: optuna.Trial) -> float:
         ran.append(trial.number)
         gate.check()
         return objective(trial)
 
-    while (step := next_point(study, space, max_retries)) is not False:
+    while (step := next_step(study, space, plan, max_retries)) is not None:
         gate.check()
+        if step == WAIT:  # the stage's points depend on grid trials other workers are running
+            _wait_for_others(study, gate)
+            continue
         if isinstance(step, HParams):
             enqueue_point(study, step)
+        elif isinstance(step, tuple):
+            enqueue_point(study, *step)
         ran.clear()
         # One trial per call: optimize() runs heartbeats and stale-trial checks for us, and marks the
         # trial FAIL before re-raising KeyboardInterrupt. `catch` keeps a crash from ending the grid.

@@ -25,6 +25,8 @@ _log = logging.getLogger(__name__)
 class TrackedRun(Protocol):
     def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None: ...
 
+    def note(self, name: str, value: str) -> None: ...  # a run attribute (Aim shows it beside the hparams)
+
     def close(self) -> None: ...
 
 
@@ -34,6 +36,9 @@ class Tracker(Protocol):
 
 class _NullRun:
     def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None:
+        pass
+
+    def note(self, name: str, value: str) -> None:
         pass
 
     def close(self) -> None:
@@ -67,6 +72,9 @@ class _AimRun:
 
     def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None:
         self._aim_run().track(float(value), name=name, step=step, epoch=epoch, context={"subset": subset})
+
+    def note(self, name: str, value: str) -> None:
+        self._aim_run()[name] = value
 
     def close(self) -> None:
         from aim.sdk.index_manager import RepoIndexManager

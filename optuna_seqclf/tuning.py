@@ -15,9 +15,12 @@ from .errors import ConfigError, SeqClfError
 from .grid import (
     DUPLICATE_ATTR,
     ERROR_ATTR,
+    FAILED_RUN_ATTR,
     PRUNED_AFTER_ATTR,
+    SELECTION_ATTR,
     PointStatus,
     TrialResult,
+    confirm_seed_of,
     point_status,
     recover_interrupted,
 )
@@ -27,20 +30,36 @@ from .interrupts import gated_interrupts
 from .model import assign_device
 from .objective import Objective
 from .runtime import configure_process, exit_now
+from .selection import Selection, select
 from .storage import local_study_lock, open_storage
-from .study import LoopStats, StudyRecord, best_trial, create_or_resume, grid_sampler, load_study, make_pruner, run_grid
+from .study import (
+    LoopStats,
+    StudyRecord,
+    create_or_resume,
+    grid_sampler,
+    load_study,
+    make_pruner,
+    next_step,
+    run_grid,
+)
 from .tracking import check_log_dir, make_tracker
 
 
 @dataclass(frozen=True)
 class TuneResult:
-    """Where the study stands after ``tune``: every grid point, the best trial, what this call did."""
+    """Where the study stands after ``tune``: every grid point, the chosen point and its evidence
+    (``selection``), what this call did."""
 
     study_name: str
     storage: str
     points: list[PointStatus]
-    best: TrialResult | None
+    selection: Selection
     stats: LoopStats = field(default_factory=LoopStats)
+
+    @property
+    def best(self) -> TrialResult | None:
+        """The chosen point's grid trial (with the confirmation stage: the point best on mean over seeds)."""
+        return self.selection.best
 
     @property
     def best_params(self) -> HParams | None:
@@ -77,36 +96,45 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
         if recovered:
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
         todo = sum(1 for p in point_status(study, space) if not p.finished)
-        if not todo:
-            progress(f"Study {study_spec.study_name!r}: all {len(space)} grid points are complete; nothing to train")
+        plan = StudyRecord.from_study(study).confirm_plan()
+        if next_step(study, space, plan, study_spec.max_retries) is None:
+            progress(f"Study {study_spec.study_name!r}: all {len(space)} grid points are complete"
+                     + (" and confirmed" if plan.active else "") + "; nothing to train")
             stats = LoopStats()
         else:
             progress(f"Study {study_spec.study_name!r} in {study_spec.storage}: {len(space) - todo}/{len(space)} "
-                     f"points done, training {todo}" + (f" with {workers} workers" if workers > 1 else ""))
+                     f"points done, training {todo}" + (f" with {workers} workers" if workers > 1 else "")
+                     + (f"; then the top {plan.top} again with seeds {', '.join(map(str, plan.seeds))}"
+                        if plan.active else ""))
             if workers == 1:
                 stats = _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress,
                                       workers=1, on_step=on_step)
             else:
                 stats = _run_workers(study, study_spec, data, space, settings, machine, log_dir, progress, workers)
         stats.recovered = recovered
-    return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), best_trial(study), stats)
+    selection = select(study, study_spec.max_retries)
+    study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
+    return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats)
 
 
 def study_result(study_name: str, storage_url: str) -> TuneResult:
     """Where a study stands, read without training anything (a study being tuned elsewhere too)."""
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     space = StudyRecord.from_study(study).space
-    return TuneResult(study_name, storage_url, point_status(study, space), best_trial(study))
+    return TuneResult(study_name, storage_url, point_status(study, space), select(study))
 
 
 def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float) -> str:
     """``[done/points] trial N: batch size B, learning rate L: <outcome>``."""
-    p = trial.params
-    head = f"[{done}/{points}] trial {trial.number}: batch size {p.get('batch_size')}, " \
-           f"learning rate {p.get('learning_rate'):g}"
+    p, seed = trial.params, confirm_seed_of(trial)
+    where = f"[{done}/{points}]" if seed is None else "[confirm]"
+    head = f"{where} trial {trial.number}: batch size {p.get('batch_size')}, " \
+           f"learning rate {p.get('learning_rate'):g}" + ("" if seed is None else f", seed {seed}")
     if trial.state == TrialState.COMPLETE:
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        return f"{head}: dev F1 {trial.value:.4f} ({secs:.1f} s; ETA {eta_s / 60:.1f} min)"
+        failed = trial.user_attrs.get(FAILED_RUN_ATTR)
+        eta = f"; ETA {eta_s / 60:.1f} min" if seed is None else ""
+        return f"{head}: dev F1 {trial.value:.4f} ({secs:.1f} s{eta})" + (f"; FAILED RUN: {failed}" if failed else "")
     if trial.state == TrialState.PRUNED:
         value = trial.value if trial.value is not None else float("nan")
         return f"{head}: pruned after epoch {trial.user_attrs.get(PRUNED_AFTER_ATTR)} (dev F1 {value:.4f})"

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import glob
 import os
+import pwd
+import shutil
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,3 +103,91 @@ def _classifier(tiny_model: Path, folder: Path, seed: int) -> Path:
 def classifiers(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     base = tmp_path_factory.mktemp("classifiers")
     return [_classifier(tiny_model, base / f"seed{seed}", seed) for seed in (1, 2, 3)]
+
+
+@pytest.fixture(scope="session")
+def learnable(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(data folder, model): a corpus the tiny BERT learns (the label is one word, ``great`` or ``awful``, among
+    filler words) and a tiny BERT with its vocabulary. Unlike SST-2 with the tiny model, its runs do not fail:
+    dev F1 1.0 after 8 epochs at learning rates 3e-3 and 1e-2 (tried with seeds 1-3)."""
+    import random
+
+    rng = random.Random(0)
+    filler = ["the", "a", "movie", "film", "plot", "actor", "scene", "story", "was", "is", "very", "quite",
+              "and", "but", "so", "it", "this", "that"]
+
+    def line() -> tuple[str, int]:
+        label = int(rng.random() < 0.5)
+        words = [*rng.sample(filler, 5), "great" if label else "awful"]
+        rng.shuffle(words)
+        return " ".join(words), label
+
+    base = tmp_path_factory.mktemp("learnable")
+    data = base / "data"
+    for name, n in (("train", 160), ("dev", 60), ("test", 60)):
+        write_split(data, name, "sentence\tLabel\n" + "".join(f"{t}\t{y}\n" for t, y in (line() for _ in range(n))))
+    return data, build_tiny_bert(base / "model", [line()[0] for _ in range(300)], vocab_size=100)
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if found:
+        return Path(found[-1]).parent
+    initdb = shutil.which("initdb")
+    return Path(initdb).parent if initdb else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 (as user `nobody` when the tests run as root)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's postgresql package")
+    base = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        user = pwd.getpwnam("nobody")
+        os.chown(base, user.pw_uid, user.pw_gid)
+        prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+    port = free_port()
+    data, log = base / "data", base / "server.log"
+
+    def pg(*args: str) -> None:
+        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120,
+                       env={**os.environ, "HOME": str(base)})
+
+    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
+       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=100", "start")
+    try:
+        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "seqclf")
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/seqclf"
+    finally:
+        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def states(db: Path) -> list[str]:
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return [row[0] for row in con.execute("SELECT state FROM trials ORDER BY number")]
+    except sqlite3.OperationalError:  # tables not created yet
+        return []
+
+
+def wait_for(cond, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")

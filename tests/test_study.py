@@ -1,4 +1,4 @@
-"""Resume semantics: failed, interrupted and finished points; study identity; the tie rule."""
+"""Resume semantics: failed, interrupted and finished points; study identity; the grid order."""
 
 from __future__ import annotations
 
@@ -7,15 +7,14 @@ from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import CategoricalDistribution, FloatDistribution
-from optuna.trial import TrialState, create_trial
+from optuna.trial import TrialState
 
 import optuna_seqclf.train as train_lib
 from conftest import EXAMPLE_DATA
-from optuna_seqclf import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings, tune
+from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.errors import StudyError
 from optuna_seqclf.grid import GRID_ORDER, RECORD_ATTR, grid_order
-from optuna_seqclf.study import StudyRecord, best_trial, create_or_resume
+from optuna_seqclf.study import StudyRecord, create_or_resume
 
 SPACE = SearchSpace((8, 16), (1e-3, 1e-4))
 
@@ -134,28 +133,6 @@ def test_resume_refuses_changed_inputs(workdir: Path, tiny_model: Path) -> None:
     with pytest.raises(StudyError, match=rf"data: the files in {other} changed since the study was tuned"):
         tune(_spec("o"), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
     assert len(_load().get_trials()) == 1
-
-
-def _trial(value: float, bs: int, lr: float, loss: float) -> optuna.trial.FrozenTrial:
-    return create_trial(
-        value=value, params={"batch_size": bs, "learning_rate": lr},
-        distributions={"batch_size": CategoricalDistribution([8, 16, 32]),
-                       "learning_rate": FloatDistribution(1e-6, 1e-2)},
-        user_attrs={"dev_loss": loss},
-    )
-
-
-def test_ties_broken_by_loss_then_batch_size_then_learning_rate() -> None:
-    study = optuna.create_study(direction="maximize")
-    for t in (_trial(0.5, 32, 1e-3, 0.4), _trial(0.9, 16, 1e-4, 0.5), _trial(0.9, 8, 1e-3, 0.3),
-              _trial(0.9, 32, 1e-5, 0.3), _trial(0.9, 8, 1e-4, 0.3)):
-        study.add_trial(t)
-    best = best_trial(study)
-    assert best is not None and best.point == HParams(8, 1e-4)
-    unique = optuna.create_study(direction="maximize")
-    for t in (_trial(0.5, 32, 1e-3, 0.4), _trial(0.7, 16, 1e-4, 0.9)):
-        unique.add_trial(t)
-    assert best_trial(unique).point == HParams.from_params(unique.best_params)  # type: ignore[union-attr]
 
 
 def _record(grid_order: str) -> StudyRecord:

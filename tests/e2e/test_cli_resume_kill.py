@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA
+from conftest import EXAMPLE_DATA, states, wait_for
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4"]
 
@@ -21,25 +20,6 @@ GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4"]
 def tune_cmd(model: Path, name: str, *extra: str) -> list[str]:
     return [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
             "--study-name", name, "--epochs", "6", "--threads", "1", "--no-track", *GRID, *extra]
-
-
-def states(db: Path) -> list[str]:
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return [row[0] for row in con.execute("SELECT state FROM trials ORDER BY number")]
-    except sqlite3.OperationalError:  # tables not created yet
-        return []
-
-
-def wait_for(cond, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-def]
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 def values_by_point(db: Path, name: str) -> dict[tuple[int, float], list[float]]:

@@ -2,70 +2,18 @@
 
 from __future__ import annotations
 
-import glob
-import os
-import pwd
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA
+from conftest import EXAMPLE_DATA, free_port
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5"]
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (as user `nobody` when the tests run as root)."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's postgresql package")
-    base = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("nobody")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    port = _free_port()
-    data, log = base / "data", base / "server.log"
-
-    def pg(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120,
-                       env={**os.environ, "HOME": str(base)})
-
-    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
-       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=100", "start")
-    try:
-        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "seqclf")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/seqclf"
-    finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
 
 
 def _tune_cmd(model: Path, name: str, storage: str, workers: int, *extra: str) -> list[str]:
@@ -135,6 +83,6 @@ def test_unreachable_postgres_fails_fast(workdir: Path, tiny_model: Path) -> Non
     from optuna_seqclf.cli import cli
 
     result = CliRunner().invoke(cli, ["train", "--study-name", "x", "--output-dir", "out", "--storage",
-                                      f"postgresql+psycopg://postgres:pw@127.0.0.1:{_free_port()}/none"])
+                                      f"postgresql+psycopg://postgres:pw@127.0.0.1:{free_port()}/none"])
     assert result.exit_code == 1
     assert "cannot open the storage" in result.output and "pw" not in result.output

@@ -1,0 +1,142 @@
+"""Does confirming the top of the grid over seeds choose better than the single-seed argmax? (issue 16)
+
+Phase 1 (expensive, resumable): train every point of a grid with S seeds, recording dev and test macro-F1
+and the training steps of each run, into a JSON cache (``--cache``; rerun to go on where it stopped).
+Phase 2 (cheap): replay selection strategies over the cache, as if each seed in turn had been the grid's:
+- single-seed argmax (today's `tune`): the grid point with the best dev F1 under that seed;
+- confirmation (K, N): the top K points of that seed's grid trained again with the N following seeds
+  (cyclically), the point with the best mean dev F1 over its 1 + N seeds (ties: lower batch size, then
+  lower learning rate, as `tune`'s rule once the losses are equal);
+- the oracle: the point with the best mean dev F1 over all S seeds.
+For each: the chosen point's mean *test* F1 over all S seeds, the regret against the oracle's, how often
+it picks the oracle's point, and the extra training steps over the grid's.
+
+    python bench/selection.py --seeds 1,2,3,4,5 --epochs 3     # SST-2 2k, MiniLM, 10 points
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from _common import ROOT, SST2_2K, minilm, record
+
+sys.path.insert(0, str(ROOT))
+
+from optuna_seqclf.config import DataSpec, HParams, MachineSettings, TrainSettings
+from optuna_seqclf.inputs import prepare
+from optuna_seqclf.runtime import configure_process
+from optuna_seqclf.train import evaluate, fine_tune
+
+Runs = dict[tuple[HParams, int], dict[str, float]]  # (point, seed) -> dev_f1, test_f1, steps
+
+
+def collect(cache: Path, points: list[HParams], seeds: list[int], epochs: float) -> Runs:
+    """Train the (point, seed) runs the cache lacks, seed by seed; the cache is rewritten after each run."""
+    runs: Runs = {}
+    if cache.exists():
+        for row in json.loads(cache.read_text()):
+            runs[(HParams(row["batch_size"], row["learning_rate"]), row["seed"])] = row
+    settings = TrainSettings(model=minilm(), epochs=epochs, max_seq_length=128)
+    machine = MachineSettings(device="cpu")
+    prepared = prepare(DataSpec(SST2_2K), settings, machine)
+    encoded = prepared.encoded(settings.max_seq_length)
+    for seed, point in itertools.product(seeds, points):
+        if (point, seed) in runs:
+            continue
+        started = time.perf_counter()
+        result = fine_tune(settings.model, prepared.tokenizer, encoded.train, encoded.dev,
+                           prepared.corpus.id2label, point, settings, seed, machine=machine)
+        test = evaluate(result.model, encoded.test, prepared.tokenizer, machine.eval_batch_size)
+        runs[(point, seed)] = {"batch_size": point.batch_size, "learning_rate": point.learning_rate, "seed": seed,
+                               "dev_f1": result.dev.metrics["f1"], "test_f1": test.metrics["f1"],
+                               "steps": result.train_metrics["global_step"]}
+        cache.write_text(json.dumps(list(runs.values()), indent=1))
+        print(f"seed {seed} {point}: dev {result.dev.metrics['f1']:.4f} test {test.metrics['f1']:.4f} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    return runs
+
+
+def _mean(runs: Runs, point: HParams, seeds: list[int], key: str) -> float:
+    return statistics.fmean(runs[(point, s)][key] for s in seeds)
+
+
+def _argmax(scores: dict[HParams, float]) -> HParams:
+    return min(scores, key=lambda p: (-scores[p], p.batch_size, p.learning_rate))
+
+
+def choose(runs: Runs, points: list[HParams], seeds: list[int], grid_seed: int, top: int, more: int
+           ) -> tuple[HParams, float]:
+    """The point chosen when ``grid_seed`` trained the grid and the top ``top`` were confirmed with ``more``
+    seeds; and the extra training steps that took."""
+    single = {p: runs[(p, grid_seed)]["dev_f1"] for p in points}
+    if top == 0 or more == 0:
+        return _argmax(single), 0.0
+    ranked = sorted(points, key=lambda p: (-single[p], p.batch_size, p.learning_rate))[:top]
+    at = seeds.index(grid_seed)
+    extra_seeds = [seeds[(at + i) % len(seeds)] for i in range(1, more + 1)]
+    means = {p: _mean(runs, p, [grid_seed, *extra_seeds], "dev_f1") for p in ranked}
+    return _argmax(means), float(sum(runs[(p, s)]["steps"] for p in ranked for s in extra_seeds))
+
+
+def replay(runs: Runs, points: list[HParams], seeds: list[int], strategies: list[tuple[int, int]]) -> list[str]:
+    test = {p: _mean(runs, p, seeds, "test_f1") for p in points}
+    oracle = _argmax({p: _mean(runs, p, seeds, "dev_f1") for p in points})
+    grid_steps = statistics.fmean(sum(runs[(p, s)]["steps"] for p in points) for s in seeds)
+    lines = [f"oracle (best mean dev F1 over {len(seeds)} seeds): {oracle}, mean test F1 {test[oracle]:.4f}", "",
+             "| strategy | mean regret (test F1 points) | max regret | picks the oracle's point | extra steps |",
+             "|---|---|---|---|---|"]
+    base_regret = None
+    for top, more in strategies:
+        regrets, hits, extra = [], 0, []
+        for grid_seed in seeds:
+            chosen, steps = choose(runs, points, seeds, grid_seed, top, more)
+            regrets.append(100 * (test[oracle] - test[chosen]))
+            hits += chosen == oracle
+            extra.append(steps / grid_steps)
+        mean_regret = statistics.fmean(regrets)
+        if top == 0:
+            base_regret = mean_regret
+            name = "single-seed argmax"
+        else:
+            name = f"confirm K={top}, N={more}"
+        verdict = ""
+        if top and base_regret is not None:
+            halves = mean_regret <= base_regret / 2
+            verdict = " (goal met)" if halves and statistics.fmean(extra) <= 0.25 else ""
+        lines.append(f"| {name} | {mean_regret:.2f}{verdict} | {max(regrets):.2f} | {hits}/{len(seeds)} | "
+                     f"{100 * statistics.fmean(extra):.0f}% |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", type=Path, default=ROOT / "bench" / "selection_runs.json")
+    parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--batch-sizes", default="16,32")
+    parser.add_argument("--learning-rates", default="2e-5,3e-5,5e-5,1e-4,2e-4")
+    parser.add_argument("--epochs", type=float, default=3.0)
+    parser.add_argument("--strategies", default="0x0,1x1,2x1,2x2,3x1,3x2,3x4,4x2,5x2",
+                        help="KxN pairs; 0x0 is the single-seed argmax")
+    parser.add_argument("--collect-only", action="store_true")
+    args = parser.parse_args()
+    configure_process(threads=None, workers=1, quiet=True)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    points = [HParams(int(b), float(lr)) for b in args.batch_sizes.split(",") for lr in args.learning_rates.split(",")]
+    runs = collect(args.cache, points, seeds, args.epochs)
+    if args.collect_only:
+        return
+    strategies = [tuple(int(x) for x in s.split("x")) for s in args.strategies.split(",")]
+    lines = [f"SST-2 2k, all-MiniLM-L6-v2, {args.epochs:g} epochs, grid {args.batch_sizes} x {args.learning_rates} "
+             f"({len(points)} points) x seeds {args.seeds}; each seed in turn as the grid's seed", "",
+             *replay(runs, points, seeds, strategies)]
+    record("Issue 16: confirmation vs single-seed selection", lines)
+
+
+if __name__ == "__main__":
+    main()
