@@ -261,6 +261,7 @@ class _ReplicaJob:
                     run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
             failed = failed_run_reason(np.asarray(encoded.dev["labels"]), tuned.dev.predictions,
                                        tuned.dev.metrics["f1"])
+            run.note("failed_run", failed or "")
             write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name, failed)
             os.replace(tmp, final)
         except OSError as exc:

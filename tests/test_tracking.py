@@ -22,7 +22,12 @@ for run in repo.iter_runs():
     metrics = {}
     for m in run.metrics():
         metrics[m.name + "/" + m.context.to_dict().get("subset", "")] = len(m.values.values_list())
-    out.append({"name": run.name, "experiment": run.experiment, "hparams": run["hparams"], "metrics": metrics})
+    try:
+        failed = run["failed_run"]
+    except KeyError:
+        failed = None
+    out.append({"name": run.name, "experiment": run.experiment, "hparams": run["hparams"], "metrics": metrics,
+                "failed_run": failed})
 print(json.dumps(out))
 """
 
@@ -46,8 +51,11 @@ def test_trials_and_replicas_are_aim_runs(workdir: Path, tiny_model: Path) -> No
     assert trial["hparams"]["learning_rate"] in (1e-3, 1e-4) and trial["hparams"]["epochs"] == 2.0
     assert trial["metrics"]["f1/eval"] == 2  # one dev evaluation per epoch
     assert trial["metrics"]["loss/train"] >= 1
+    assert trial["hparams"]["stage"] == "grid"
+    # the tiny model learns nothing: its trials and replicas are failed runs, and Aim says so
+    assert "majority class" in trial["failed_run"] or "one class" in trial["failed_run"]
     replica = runs["tracked/replica-seed2"]
-    assert replica["hparams"]["seed"] == 2
+    assert replica["hparams"]["seed"] == 2 and replica["failed_run"]
     assert replica["metrics"]["f1/test"] == 1 and replica["metrics"]["f1/eval"] >= 1
     ensemble = runs["tracked/ensemble"]  # the seeds' ensemble, scored once on dev and once on test
     assert ensemble["hparams"]["seeds"] == [1, 2] and ensemble["metrics"]["f1/test"] == 1
