@@ -35,13 +35,15 @@ from .pipeline import RunResult, run
 from .predict import Evaluation, Prediction, Predictor
 from .replicas import EnsembleResult, ReplicaResult, ReplicasResult, train_replicas
 from .runtime import configure_process
+from .selection import ConfirmedPoint, Selection
 from .summary import MetricSummary, Summary
 from .tuning import TuneResult, study_result, tune
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ConfigError",
+    "ConfirmedPoint",
     "DashboardError",
     "DataError",
     "DataSpec",
@@ -60,6 +62,7 @@ __all__ = [
     "ReplicasResult",
     "RunResult",
     "SearchSpace",
+    "Selection",
     "SeqClfError",
     "StudyError",
     "StudySpec",
