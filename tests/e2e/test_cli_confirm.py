@@ -80,7 +80,8 @@ def test_two_workers_confirm_once_and_every_command_agrees(workdir: Path, learna
     summary = json.loads((workdir / "out" / "replicas_summary.json").read_text())
     assert summary["params"] == point and summary["selection"]["rule"] == "confirmed"
     listed = runner.invoke(cli, ["studies"])
-    assert re.search(rf"\|\s+cf \|.*\(3 seeds\) \|\s+{point['batch_size']} {point['learning_rate']:g} \|", listed.output)
+    chosen_cell = f"{point['batch_size']} {point['learning_rate']:g}"
+    assert re.search(rf"\|\s+cf \|.*\(3 seeds\) \|\s+{chosen_cell} \|", listed.output)
     reported = runner.invoke(cli, ["report", "--study-name", "cf"])
     assert reported.exit_code == 0, reported.output
     text = (workdir / "reports" / "cf" / "report.md").read_text()
