@@ -22,8 +22,6 @@ from .grid import TrialResult, grid_trials, point_status
 from .study import StudyRecord
 from .summary import MetricSummary
 
-DEFAULT_MAX_RETRIES = 2  # StudySpec's default: a failed run is retried twice before it is given up
-
 
 @dataclass(frozen=True)
 class ConfirmedPoint:
@@ -126,9 +124,11 @@ def best_grid_trial(study: optuna.Study) -> TrialResult | None:
     return min(complete, key=TrialResult.rank_key) if complete else None
 
 
-def select(study: optuna.Study, max_retries: int = DEFAULT_MAX_RETRIES) -> Selection:
-    """The study's best point and the evidence for it (``max_retries``: when a failed run is given up)."""
+def select(study: optuna.Study, max_retries: int | None = None) -> Selection:
+    """The study's best point and the evidence for it (``max_retries``: when a failed run is given up;
+    default: the study's, as its last ``tune`` recorded it)."""
     record = StudyRecord.from_study(study)
+    max_retries = record.max_retries if max_retries is None else max_retries
     plan = record.confirm_plan()
     single = best_grid_trial(study)
     all_failed = single is not None and single.failed_run is not None

@@ -57,6 +57,7 @@ class StudyRecord:
     # before it read as 0 (off), what they did.
     confirm_top: int = 0
     confirm_seeds: int = 0
+    max_retries: int = 2  # when a failed run is given up: `train` and `report` read the stage's state with it
 
     # Stored fields that make trials comparable: a resume must agree on all of them.
     IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
@@ -68,7 +69,7 @@ class StudyRecord:
               fingerprint: str) -> StudyRecord:
         return cls(replace(data, data_dir=data.data_dir.resolve()), settings, space, spec.config_name,
                    spec.task_name, fingerprint, grid_order=GRID_ORDER, confirm_top=spec.confirm_top,
-                   confirm_seeds=spec.confirm_seeds)
+                   confirm_seeds=spec.confirm_seeds, max_retries=spec.max_retries)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> StudyRecord:
@@ -78,7 +79,7 @@ class StudyRecord:
         space = SearchSpace(tuple(raw["batch_sizes"]), tuple(raw["learning_rates"]))
         return cls(data, settings, space, raw["config_name"], raw["task_name"], raw["data_fingerprint"],
                    raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"),
-                   int(raw.get("confirm_top", 0)), int(raw.get("confirm_seeds", 0)))
+                   int(raw.get("confirm_top", 0)), int(raw.get("confirm_seeds", 0)), int(raw.get("max_retries", 2)))
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudyRecord:
@@ -93,7 +94,8 @@ class StudyRecord:
                 **asdict(self.settings), "batch_sizes": list(self.space.batch_sizes),
                 "learning_rates": list(self.space.learning_rates), "config_name": self.config_name,
                 "task_name": self.task_name, "data_fingerprint": self.data_fingerprint, "metric": self.metric,
-                "grid_order": self.grid_order, "confirm_top": self.confirm_top, "confirm_seeds": self.confirm_seeds}
+                "grid_order": self.grid_order, "confirm_top": self.confirm_top, "confirm_seeds": self.confirm_seeds,
+                "max_retries": self.max_retries}
         return json.loads(json.dumps(flat))
 
     def differences(self, other: StudyRecord) -> list[str]:
@@ -204,7 +206,8 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
             f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "
             "use another --study-name (or --task-name), or --accept-changes to continue it anyway"
         )
-    if diffs or stored.confirm_plan() != record.confirm_plan():  # this call's stage settings apply from now
+    if diffs or (stored.confirm_plan(), stored.max_retries) != (record.confirm_plan(), record.max_retries):
+        # this call's stage settings apply from now (they are not part of the identity)
         study.set_user_attr(RECORD_ATTR, replace(record, grid_order=stored.grid_order).to_json())
         stored = StudyRecord.from_study(study)
     study.sampler = grid_sampler(stored)

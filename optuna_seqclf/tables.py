@@ -44,8 +44,8 @@ def grid_table(statuses: Sequence[PointStatus], selection: Selection | None = No
         if st.point in confirmed:
             c = confirmed[st.point]
             notes.append(f"{len(c.values)} seeds: {mean_std(c.dev_f1)}")
-        if selection is not None and selection.point == st.point:
-            notes.append("chosen")
+        if selection is not None and selection.confirmed and selection.point == st.point:
+            notes.append("chosen")  # without the stage, the chosen point is the best F1: no note needed
         rows.append((str(i), f1, str(st.point.batch_size), f"{st.point.learning_rate:g}", "; ".join(notes)))
     if not any(row[-1] for row in rows):
         return rst_table([row[:-1] for row in rows], ("", "F1-Score", "BatchSize", "LearningRate"))

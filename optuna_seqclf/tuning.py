@@ -102,10 +102,11 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
                      + (" and confirmed" if plan.active else "") + "; nothing to train")
             stats = LoopStats()
         else:
+            seeds = ", ".join(map(str, plan.seeds))
+            doing = (f"training {todo}" + (f"; then the top {plan.top} again with seeds {seeds}" if plan.active else "")
+                     if todo else f"confirming the top {plan.top} with seeds {seeds}")
             progress(f"Study {study_spec.study_name!r} in {study_spec.storage}: {len(space) - todo}/{len(space)} "
-                     f"points done, training {todo}" + (f" with {workers} workers" if workers > 1 else "")
-                     + (f"; then the top {plan.top} again with seeds {', '.join(map(str, plan.seeds))}"
-                        if plan.active else ""))
+                     f"points done, {doing}" + (f" ({workers} workers)" if workers > 1 else ""))
             if workers == 1:
                 stats = _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress,
                                       workers=1, on_step=on_step)
