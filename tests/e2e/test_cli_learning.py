@@ -30,3 +30,4 @@ def test_tiny_bert_learns_sst2(workdir: Path, tiny_model: Path) -> None:
     assert replica["dev_f1"] > majority_macro_f1 + 0.2, (replica, majority_macro_f1)
     assert replica["dev_accuracy"] > majority + 0.1
     assert replica["test_f1"] > 0.6
+    assert replica["failed_run"] is None and summary["failed_runs"] == []  # a model that learns is not flagged
