@@ -92,8 +92,9 @@ tune_options = options_group(
                  help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
                       "median, halving (successive halving) or hyperband. Pruned points are not trained again."),
     click.option("--confirm-top", default=DEFAULT_CONFIRM_TOP, show_default=True, type=int,
-                 help="Once the grid is done, train its best points again with --confirm-seeds more seeds each "
-                      "and choose by mean dev F1 over seeds; 0: choose by the grid's single seed."),
+                 help="Once the grid is done, train its best K points again with --confirm-seeds more seeds each "
+                      "and choose by mean dev F1 over seeds (3 was best in bench/selection.py); 0: choose by the "
+                      "grid's single seed."),
     click.option("--confirm-seeds", default=DEFAULT_CONFIRM_SEEDS, show_default=True, type=int,
                  help="More seeds per confirmed point (the study's --seed + 1, + 2, ...)."),
     click.option("--accept-changes", is_flag=True,

@@ -185,8 +185,8 @@ class _ReplicaJob:
         results, queue, spare = [], list(seeds), len(seeds) if replace_failed else 0
         with gated_interrupts() as gate:
             while queue:
-                seed, final = queue[0], folder(queue[0])
-                del queue[0]
+                seed = queue.pop(0)
+                final = folder(seed)
                 if (final / COMPLETE_MARKER).exists():
                     result = self._read_replica(final, seed)
                     progress(f"seed {seed}: {final.name} exists, reused")
