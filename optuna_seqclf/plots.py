@@ -176,6 +176,9 @@ def expected_best(curve: BudgetCurve, path: Path, title: str) -> Path:
     budgets = list(curve.budgets)
     ax.fill_between(budgets, curve.low, curve.high, color="#1f77b4", alpha=0.2, label="95% bootstrap band")
     ax.plot(budgets, curve.expected, marker="o", markersize=3, color="#1f77b4", label="expected best")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("grid trials (drawn at random from those trained)")
     ax.set_ylabel("expected best dev macro-F1")
     ax.grid(alpha=0.3)
