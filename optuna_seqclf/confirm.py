@@ -19,13 +19,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import optuna
-from optuna.trial import TrialState
 
 from .config import HParams
 from .grid import (
     DUPLICATE_ATTR,
-    ERROR_ATTR,
     FAILED_RUN_ATTR,
+    Attempts,
     PointStatus,
     TrialResult,
     claimed_point,
@@ -61,6 +60,7 @@ class SeedRun:
     value: float | None
     failed_run: str | None
     errors: tuple[str, ...]
+    queued: bool = False
 
 
 def candidates(points: Sequence[PointStatus], plan: ConfirmPlan) -> list[TrialResult]:
@@ -91,16 +91,11 @@ def seed_runs(study: optuna.Study, chosen: Sequence[TrialResult], plan: ConfirmP
     runs = []
     for result in chosen:
         for seed in plan.seeds:
-            mine = [t for t in trials if confirm_seed_of(t) == seed and claimed_point(t) == result.point]
-            complete = [t for t in mine if t.state == TrialState.COMPLETE]
-            errors = tuple(str(t.user_attrs[ERROR_ATTR]) for t in mine
-                           if t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs)
-            done = min(complete, key=lambda t: t.number) if complete else None
-            state = ("COMPLETE" if done else "RUNNING" if any(t.state == TrialState.RUNNING for t in mine)
-                     else "QUEUED" if any(t.state == TrialState.WAITING for t in mine)
-                     else "FAIL" if errors else "PENDING")
-            runs.append(SeedRun(result.point, seed, state, None if done is None else done.value,
-                                None if done is None else done.user_attrs.get(FAILED_RUN_ATTR), errors))
+            tries = Attempts.of([t for t in trials if confirm_seed_of(t) == seed and claimed_point(t) == result.point])
+            done = tries.complete
+            runs.append(SeedRun(result.point, seed, tries.state, None if done is None else done.value,
+                                None if done is None else done.user_attrs.get(FAILED_RUN_ATTR), tries.errors,
+                                tries.queued))
     return runs
 
 
@@ -112,7 +107,7 @@ def next_confirmation(study: optuna.Study, points: Sequence[PointStatus], plan: 
     if not grid_settled(points, max_retries):
         return WAIT if any(p.state == "RUNNING" for p in points) else None
     for run in seed_runs(study, candidates(points, plan), plan):
-        if run.state in ("FAIL", "PENDING") and len(run.errors) <= max_retries:
+        if run.state in ("FAIL", "PENDING") and len(run.errors) <= max_retries and not run.queued:
             return run.point, run.seed
     return None
 

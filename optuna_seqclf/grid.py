@@ -215,13 +215,28 @@ class PointStatus:
         return self.state in ("COMPLETE", "PRUNED")
 
 
-def _state(mine: list[FrozenTrial], errors: tuple[str, ...]) -> str:
-    states = {t.state for t in mine}
-    for state, name in ((TrialState.COMPLETE, "COMPLETE"), (TrialState.PRUNED, "PRUNED"),
-                        (TrialState.RUNNING, "RUNNING")):
-        if state in states:
-            return name
-    return "FAIL" if errors else "PENDING"
+@dataclass(frozen=True)
+class Attempts:
+    """What the trials of one grid point, or of one (point, seed) of the confirmation stage, add up to:
+    ``state`` as ``PointStatus``'s, why each failed try failed, whether a trial waits in the queue, and
+    the first COMPLETE trial."""
+
+    state: str
+    errors: tuple[str, ...]
+    queued: bool
+    complete: FrozenTrial | None
+
+    @classmethod
+    def of(cls, mine: list[FrozenTrial]) -> Attempts:
+        states = {t.state for t in mine}
+        errors = tuple(str(t.user_attrs[ERROR_ATTR]) for t in mine
+                       if t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs)
+        state = next((name for kind, name in ((TrialState.COMPLETE, "COMPLETE"), (TrialState.PRUNED, "PRUNED"),
+                                              (TrialState.RUNNING, "RUNNING")) if kind in states),
+                     "FAIL" if errors else "PENDING")
+        complete = [t for t in mine if t.state == TrialState.COMPLETE]
+        return cls(state, errors, TrialState.WAITING in states,
+                   min(complete, key=lambda t: t.number) if complete else None)
 
 
 def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
@@ -230,13 +245,9 @@ def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
     trials = [t for t in grid_trials(study) if DUPLICATE_ATTR not in t.user_attrs]
     out = []
     for point in space.points():
-        mine = [t for t in trials if claimed_point(t) == point]
-        complete = [t for t in mine if t.state == TrialState.COMPLETE]
-        errors = tuple(str(t.user_attrs[ERROR_ATTR]) for t in mine
-                       if t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs)
-        out.append(PointStatus(point, _state(mine, errors),
-                               TrialResult.of(min(complete, key=lambda t: t.number)) if complete else None,
-                               errors, queued=any(t.state == TrialState.WAITING for t in mine)))
+        tries = Attempts.of([t for t in trials if claimed_point(t) == point])
+        out.append(PointStatus(point, tries.state, TrialResult.of(tries.complete) if tries.complete else None,
+                               tries.errors, queued=tries.queued))
     return out
 
 
