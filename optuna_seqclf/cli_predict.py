@@ -21,8 +21,10 @@ from .tables import confusion_table
 @click.option("--output", "-o", default=None, type=click.Path(path_type=Path),
               help="Predictions file: .tsv, .csv or .jsonl (default: TSV on stdout).")
 @click.option("--replica", default=None, type=int, help="With a replicas folder: this seed's replica alone.")
-@click.option("--format", "input_format", type=click.Choice(FORMATS), default="tsv", show_default=True,
-              help="INPUT is a TSV with a header row (as `tune` reads), or plain text, one example per line.")
+@click.option("--format", "input_format", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="INPUT's format: tsv, csv, jsonl, parquet (read as `tune` reads a split) or lines (plain text, "
+                   "one example per line); auto: from the extension (.csv, .jsonl, .parquet; otherwise, and for "
+                   "stdin, TSV).")
 @data_options
 @click.option("--probabilities", is_flag=True, help="One more column per class: its probability.")
 @click.option("--confusion", is_flag=True, help="With a label column: print the confusion matrix too.")

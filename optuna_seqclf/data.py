@@ -1,18 +1,24 @@
-"""Read and validate the three TSV splits, build the label map, tokenise once.
+"""Read and validate the three splits, build the label map, tokenise once.
 
-The format is plain TSV with no quoting: a quote character inside a sentence is text. Every problem is
-reported as ``file:line: what is wrong`` before any model is loaded.
+The splits are files of one format in the data folder (``splits`` finds them; ``readers`` parses each) or a
+saved ``DatasetDict``. Every problem is reported as ``file:line: what is wrong`` (``file: row N`` for Parquet
+and saved datasets) before any model is loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import SPLITS, DataSpec
 from .errors import DataError
+from .examples import Columns, Example, where
+from .readers import read_examples
+from .splits import SplitFile, find_split_files, is_saved_dataset, read_saved_dataset
 
 if TYPE_CHECKING:
     import datasets
@@ -24,10 +30,23 @@ class RawSplit:
     """One split as read from disk: parallel lists, one entry per example, in file order."""
 
     path: Path
+    fmt: str  # tsv, csv, jsonl, parquet or arrow (a saved dataset's split)
     texts: tuple[str, ...]
     pairs: tuple[str, ...] | None
     labels: tuple[str, ...]
-    line_numbers: tuple[int, ...]
+    numbers: tuple[int, ...]  # each example's line (row, for parquet and arrow), for error messages
+
+    @classmethod
+    def of(cls, path: Path, fmt: str, examples: Iterable[Example]) -> RawSplit:
+        rows = list(examples)
+        has_pairs = bool(rows) and rows[0].pair is not None
+        return cls(path, fmt, tuple(e.text for e in rows),
+                   tuple(e.pair for e in rows) if has_pairs else None,  # type: ignore[misc]
+                   tuple(e.label for e in rows), tuple(e.number for e in rows))  # type: ignore[misc]
+
+    def where(self, index: int) -> str:
+        """``file:line`` (or ``file: row N``) of example ``index``."""
+        return where(str(self.path), self.fmt, self.numbers[index])
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -75,15 +94,37 @@ def label_sort_key(label: str) -> tuple[int, float, str]:
 def read_corpus(spec: DataSpec) -> Corpus:
     """Read and validate train, dev and test; raise DataError on the first problem."""
     if not spec.data_dir.exists():
-        raise DataError(f"{spec.data_dir}: data folder not found (it must hold train.txt, dev.txt, test.txt)")
+        raise DataError(f"{spec.data_dir}: data folder not found (it must hold train, dev and test files)")
     if not spec.data_dir.is_dir():
-        raise DataError(f"{spec.data_dir}: is a file, not a folder holding train.txt, dev.txt, test.txt")
+        raise DataError(f"{spec.data_dir}: is a file, not a folder holding train, dev and test files")
+    columns = Columns(spec.text_column, spec.label_column, spec.text_pair_column)
+    if is_saved_dataset(spec.data_dir):
+        saved, fingerprint = read_saved_dataset(spec.data_dir, columns)
+        splits = {name: RawSplit.of(path, "arrow", examples) for name, (path, examples) in saved.items()}
+    else:
+        splits, fingerprint = _read_split_files(find_split_files(spec.data_dir), columns)
+    return _checked_corpus(splits, fingerprint)
+
+
+def _read_split_files(files: dict[str, SplitFile], columns: Columns) -> tuple[dict[str, RawSplit], str]:
     digest = hashlib.sha256()
     splits: dict[str, RawSplit] = {}
     for name in SPLITS:
-        raw_bytes = _read_bytes(spec.split_path(name))
+        found = files[name]
+        raw_bytes = _read_bytes(found.path)
+        # The study's data fingerprint: each split's role and the hash of its bytes (unchanged since 0.1, so a
+        # study tuned on TSV files before resumes).
         digest.update(name.encode() + b"\0" + hashlib.sha256(raw_bytes).digest())
-        splits[name] = parse_split(spec.split_path(name), raw_bytes, spec)
+        examples = read_examples(io.BytesIO(raw_bytes), found.fmt, str(found.path), columns)
+        splits[name] = RawSplit.of(found.path, found.fmt, examples)
+    return splits, digest.hexdigest()
+
+
+def _checked_corpus(splits: dict[str, RawSplit], fingerprint: str) -> Corpus:
+    for split in splits.values():
+        if not split.texts:
+            raise DataError(f"{split.path}: " + ("has a header row but no examples" if split.fmt in ("tsv", "csv")
+                                                 else "has no examples"))
     label_names = tuple(sorted(set(splits["train"].labels), key=label_sort_key))
     train_path = splits["train"].path
     if len(label_names) < 2:
@@ -93,93 +134,20 @@ def read_corpus(spec: DataSpec) -> Corpus:
     known = set(label_names)
     for name in ("dev", "test"):
         split = splits[name]
-        for label, line in zip(split.labels, split.line_numbers):
+        for i, label in enumerate(split.labels):
             if label not in known:
                 raise DataError(
-                    f"{split.path}:{line}: label {label!r} does not occur in {train_path} "
+                    f"{split.where(i)}: label {label!r} does not occur in {train_path} "
                     f"(train labels: {', '.join(label_names)})"
                 )
-    return Corpus(splits["train"], splits["dev"], splits["test"], label_names, digest.hexdigest())
+    return Corpus(splits["train"], splits["dev"], splits["test"], label_names, fingerprint)
 
 
 def _read_bytes(path: Path) -> bytes:
-    if not path.exists():
-        raise DataError(f"{path}: file not found (the data folder needs train.txt, dev.txt and test.txt)")
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a TSV file")
     try:
         return path.read_bytes()
     except OSError as exc:
         raise DataError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
-def _decode(path: Path, raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: byte 0x{raw[exc.start]:02x} is not valid UTF-8; save the file as UTF-8"
-        ) from None
-
-
-def find_column(path: Path, header: list[str], wanted: str, option: str) -> int:
-    """The index of column ``wanted`` (any case) in ``header``; a DataError naming ``option`` when it is not there."""
-    lowered = [h.strip().lower() for h in header]
-    if wanted.lower() in lowered:
-        return lowered.index(wanted.lower())
-    raise DataError(
-        f"{path}:1: no column {wanted!r} in the header (columns: {', '.join(repr(h) for h in header)}); "
-        f"the first line must be a header row naming the columns, or pass {option}"
-    )
-
-
-def parse_split(path: Path, raw: bytes, spec: DataSpec) -> RawSplit:
-    """Parse one TSV split. Blank lines are skipped; CRLF and a UTF-8 BOM are accepted."""
-    lines = _decode(path, raw).split("\n")
-    rows = [(n, line.rstrip("\r")) for n, line in enumerate(lines, start=1)]
-    rows = [(n, line) for n, line in rows if line.strip()]
-    if not rows:
-        raise DataError(f"{path}: file is empty; expected a header row and one example per line")
-    header_text = rows[0][1]
-    header = header_text.split("\t")
-    text_idx = find_column(path, header, spec.text_column, "--text-column")
-    label_idx = find_column(path, header, spec.label_column, "--label-column")
-    pair_idx = None
-    if spec.text_pair_column is not None:
-        pair_idx = find_column(path, header, spec.text_pair_column, "--text-pair-column")
-    if len(rows) == 1:
-        raise DataError(f"{path}: has a header row but no examples")
-    texts, pairs, labels, numbers = [], [], [], []
-    for n, line in rows[1:]:
-        fields = row_fields(path, n, line, header)
-        texts.append(required_field(path, n, fields, header, text_idx, "text"))
-        labels.append(required_field(path, n, fields, header, label_idx, "label"))
-        numbers.append(n)
-        if pair_idx is not None:
-            pairs.append(required_field(path, n, fields, header, pair_idx, "text-pair"))
-    return RawSplit(
-        path, tuple(texts), tuple(pairs) if pair_idx is not None else None, tuple(labels), tuple(numbers)
-    )
-
-
-def row_fields(path: Path | str, number: int, line: str, header: list[str]) -> list[str]:
-    """The tab-separated fields of data line ``number``; a DataError when there are not as many as the header's."""
-    fields = line.split("\t")
-    if len(fields) != len(header):
-        raise DataError(
-            f"{path}:{number}: {len(fields)} tab-separated fields, but the header has {len(header)}"
-            + (" (a tab inside the text?)" if len(fields) > len(header) else "")
-        )
-    return fields
-
-
-def required_field(path: Path | str, number: int, fields: list[str], header: list[str], index: int, what: str) -> str:
-    """Field ``index`` stripped; a DataError naming the ``what`` column when it is empty."""
-    value = fields[index].strip()
-    if not value:
-        raise DataError(f"{path}:{number}: the {what} column {header[index]!r} is empty")
-    return value
 
 
 def encode_split(split: RawSplit, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int],

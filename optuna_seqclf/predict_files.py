@@ -23,11 +23,12 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
-from .data import find_column, required_field, row_fields
 from .errors import ConfigError, DataError, OutputError
+from .examples import Columns, Example
 from .predict import Evaluation, Predictor
+from .readers import format_of, numbered_lines, read_examples
 
-FORMATS = ("tsv", "lines")
+FORMATS = ("auto", "tsv", "csv", "jsonl", "parquet", "lines")
 OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
 CHUNK = 8192  # examples per chunk: big enough for long length-sorted batches, small in memory
 
@@ -36,12 +37,13 @@ CHUNK = 8192  # examples per chunk: big enough for long length-sorted batches, s
 class InputSpec:
     """Where the examples are (``None``: stdin) and how to read them.
 
-    ``tsv``: a header row naming the columns (the text column found as ``tune`` finds it, any case); the
-    label column is used when the header has it. ``lines``: one text per line. Blank lines are skipped.
+    ``tsv``, ``csv``, ``jsonl``, ``parquet``: read as ``tune`` reads a split (the text column found in any
+    case); the label column is used when the file has it. ``lines``: one text per line, blank lines skipped.
+    ``auto``: from the file's extension (``.csv``, ``.jsonl``, ``.parquet``; anything else, and stdin, TSV).
     """
 
     path: Path | None
-    format: str = "tsv"
+    format: str = "auto"
     text_column: str = "sentence"
     label_column: str = "Label"
     text_pair_column: str | None = None
@@ -49,6 +51,13 @@ class InputSpec:
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
             raise ConfigError(f"--format {self.format!r}: use one of {', '.join(FORMATS)}")
+
+    @property
+    def input_format(self) -> str:
+        """The format read: ``format``, or for ``auto`` the one the extension names (TSV by default)."""
+        if self.format != "auto":
+            return self.format
+        return (format_of(self.path) if self.path is not None else None) or "tsv"
 
     @property
     def name(self) -> str:
@@ -153,35 +162,22 @@ def _checked_input(source: InputSpec) -> Iterator[Path]:
         os.unlink(spool.name)
 
 
-def _lines(fh: BinaryIO, name: str) -> Iterator[tuple[int, str]]:
-    """(line number, text without its line ending) for every non-blank line; UTF-8, a BOM allowed."""
-    for number, raw in enumerate(fh, start=1):
-        try:
-            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{name}:{number}: byte 0x{raw[exc.start]:02x} is not valid UTF-8; "
-                            "save the file as UTF-8") from None
-        line = line.rstrip("\r\n")
-        if line.strip():
-            yield number, line
-
-
 def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool = False) -> Iterator[Chunk]:
-    """The examples of ``path`` in chunks of ``chunk_size``, checked line by line (file:line errors)."""
+    """The examples of ``path`` in chunks of ``chunk_size``, checked one by one (file:line or row errors)."""
+    columns = Columns(source.text_column, source.label_column, source.text_pair_column, label_required=False)
     with path.open("rb") as fh:
-        lines = _lines(fh, source.name)
-        parse = _plain_line if source.format == "lines" else _tsv_parser(next(lines, None), source)
+        examples = _plain_lines(fh, source.name) if source.input_format == "lines" else \
+            read_examples(fh, source.input_format, source.name, columns, empty_ok=True)
         chunk = Chunk([], [] if source.text_pair_column else None, None)
-        for number, line in lines:
-            text, pair, label = parse(number, line)
+        for example in examples:
             if check_only:
                 continue
-            chunk.texts.append(text)
-            if chunk.pairs is not None and pair is not None:
-                chunk.pairs.append(pair)
-            if label is not None:
+            chunk.texts.append(example.text)
+            if chunk.pairs is not None and example.pair is not None:
+                chunk.pairs.append(example.pair)
+            if example.label is not None:
                 chunk.labels = chunk.labels if chunk.labels is not None else []
-                chunk.labels.append(label)
+                chunk.labels.append(example.label)
             if len(chunk.texts) == chunk_size:
                 yield chunk
                 chunk = Chunk([], [] if source.text_pair_column else None, None)
@@ -189,33 +185,11 @@ def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool
             yield chunk
 
 
-Parser = Callable[[int, str], tuple[str, "str | None", "str | None"]]  # line number, line -> text, pair, label
-
-
-def _plain_line(number: int, line: str) -> tuple[str, str | None, str | None]:
-    return line.strip(), None, None
-
-
-def _tsv_parser(first: tuple[int, str] | None, source: InputSpec) -> Parser:
-    """A function from one data line to (text, pair, label), checking it against the header."""
-    path = Path(source.name)
-    if first is None:
-        return lambda n, line: ("", None, None)  # no header: an empty input, no rows to parse
-    header = first[1].split("\t")
-    text_idx = find_column(path, header, source.text_column, "--text-column")
-    pair_idx = find_column(path, header, source.text_pair_column, "--text-pair-column") \
-        if source.text_pair_column else None
-    lowered = [h.strip().lower() for h in header]
-    label_idx = lowered.index(source.label_column.lower()) if source.label_column.lower() in lowered else None
-
-    def parse(number: int, line: str) -> tuple[str, str | None, str | None]:
-        fields = row_fields(source.name, number, line, header)
-        text = required_field(source.name, number, fields, header, text_idx, "text")
-        pair = required_field(source.name, number, fields, header, pair_idx, "text-pair") \
-            if pair_idx is not None else None
-        return text, pair, fields[label_idx].strip() if label_idx is not None else None
-
-    return parse
+def _plain_lines(fh: BinaryIO, name: str) -> Iterator[Example]:
+    """One example per non-blank line, the whole line its text."""
+    for number, line in numbered_lines(fh, name):
+        if line.strip():
+            yield Example(number, line.strip(), None, None)
 
 
 # --- writing -----------------------------------------------------------------------------------

@@ -191,3 +191,34 @@ def wait_for(cond, timeout: float = 120.0) -> None:  # type: ignore[no-untyped-d
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def convert_corpus(source: Path, target: Path, fmt: str, dev_name: str = "dev") -> Path:
+    """The TSV corpus in ``source`` written to ``target`` the way Hugging Face users write it: ``datasets``'
+    ``to_csv``/``to_json(lines=True)``/``to_parquet`` per split, or one ``DatasetDict.save_to_disk`` (``saved``).
+    Labels become integers when every label is a whole number (as ``datasets`` would store them)."""
+    import datasets
+
+    def rows(split: str) -> dict[str, list[object]]:
+        lines = (source / f"{split}.txt").read_text(encoding="utf-8").splitlines()
+        header, body = lines[0].split("\t"), [line.split("\t") for line in lines[1:] if line.strip()]
+        columns: dict[str, list[object]] = {name: [row[i] for row in body] for i, name in enumerate(header)}
+        for name, values in columns.items():
+            if name.lower() == "label" and all(str(v).isdigit() for v in values):
+                columns[name] = [int(str(v)) for v in values]
+        return columns
+
+    names = {"train": "train", "dev": dev_name, "test": "test"}
+    parts = {names[split]: datasets.Dataset.from_dict(rows(split)) for split in ("train", "dev", "test")}
+    if fmt == "saved":
+        datasets.DatasetDict(parts).save_to_disk(str(target))
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    for name, part in parts.items():
+        if fmt == "csv":
+            part.to_csv(str(target / f"{name}.csv"), index=False)
+        elif fmt == "jsonl":
+            part.to_json(str(target / f"{name}.jsonl"), lines=True, force_ascii=False)
+        else:
+            part.to_parquet(str(target / f"{name}.parquet"))
+    return target
