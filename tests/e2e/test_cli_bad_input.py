@@ -40,6 +40,31 @@ def tune_args(*extra: str) -> Setup:
     return setup
 
 
+CSV_GOOD = "sentence,Label\nI liked it,1\nI hated it,0\n"
+JSONL_GOOD = '{"sentence": "I liked it", "Label": 1}\n{"sentence": "I hated it", "Label": 0}\n'
+
+
+def data_files(**files: str | bytes) -> Setup:
+    """``tune`` on a data folder holding these files (``train_csv="..."`` is ``train.csv``)."""
+    def setup(work: Path, model: Path) -> list[str]:
+        data = work / "data"
+        data.mkdir()
+        for name, text in files.items():
+            path = data / name.replace("_", ".")
+            path.write_bytes(text.encode() if isinstance(text, str) else text)
+        return ["tune", str(data), "--model", str(model)]
+
+    return setup
+
+
+def _saved_without_test(work: Path, model: Path) -> list[str]:
+    import datasets
+
+    part = datasets.Dataset.from_dict({"sentence": ["I liked it", "I hated it"], "Label": [1, 0]})
+    datasets.DatasetDict(train=part, validation=part).save_to_disk(str(work / "saved"))
+    return ["tune", str(work / "saved"), "--model", str(model)]
+
+
 def _empty_model(work: Path, model: Path) -> list[str]:
     (work / "empty").mkdir()
     return ["tune", str(write_corpus(work / "data", GOOD)), "--model", str(work / "empty")]
@@ -124,6 +149,30 @@ CASES: list[tuple[str, Setup, int, str]] = [
     ("single class", tune_with(train="sentence\tLabel\na\t1\nb\t1\n"), 1, "every example has label '1'"),
     ("non-utf8", tune_with(test=b"sentence\tLabel\nok\t1\ncaf\xe9\t0\n"), 1,
      "test.txt:3: byte 0xe9 is not valid UTF-8"),
+    ("csv unterminated quote", data_files(train_csv=CSV_GOOD + '"never closed,1\nmore,0\n', dev_csv=CSV_GOOD,
+                                          test_csv=CSV_GOOD), 1,
+     "train.csv:4: a quoted field opened on this line is never closed"),
+    ("jsonl not an object", data_files(train_jsonl=JSONL_GOOD, validation_jsonl=JSONL_GOOD + "[1, 2]\n",
+                                       test_jsonl=JSONL_GOOD), 1,
+     "validation.jsonl:3: a JSON array where an object is expected"),
+    ("jsonl no text key", data_files(train_jsonl=JSONL_GOOD + '{"text": "x", "Label": 1}\n', dev_jsonl=JSONL_GOOD,
+                                     test_jsonl=JSONL_GOOD), 1,
+     "train.jsonl:3: no key 'sentence' in the object (keys: 'text', 'Label'); pass --text-column"),
+    ("jsonl text a number", data_files(train_jsonl=JSONL_GOOD, dev_jsonl=JSONL_GOOD,
+                                       test_jsonl='{"sentence": 42, "Label": 1}\n'), 1,
+     "test.jsonl:1: the text column 'sentence' holds a number (42), not text"),
+    ("jsonl text null", data_files(train_jsonl=JSONL_GOOD + '{"sentence": null, "Label": 1}\n', dev_jsonl=JSONL_GOOD,
+                                   test_jsonl=JSONL_GOOD), 1, "train.jsonl:3: the text column 'sentence' is empty"),
+    ("jsonl label missing", data_files(train_jsonl=JSONL_GOOD + '{"sentence": "so so"}\n', dev_jsonl=JSONL_GOOD,
+                                       test_jsonl=JSONL_GOOD), 1, "train.jsonl:3: no key 'Label' in the object"),
+    ("not parquet", data_files(train_parquet=CSV_GOOD, dev_parquet=CSV_GOOD, test_parquet=CSV_GOOD), 1,
+     "train.parquet: not a Parquet file"),
+    ("saved without test", _saved_without_test, 1, "saved: the saved dataset has no test split"),
+    ("mixed formats", data_files(train_csv=CSV_GOOD, dev_jsonl=JSONL_GOOD, test_csv=CSV_GOOD), 1,
+     "the splits are of different formats (train.csv, dev.jsonl, test.csv)"),
+    ("two files for a split", data_files(train_csv=CSV_GOOD, train_jsonl=JSONL_GOOD, dev_csv=CSV_GOOD,
+                                         test_csv=CSV_GOOD), 1, "2 files for the train split: train.csv and "
+                                                                "train.jsonl"),
     ("model missing", lambda w, m: ["tune", str(write_corpus(w / "data", GOOD)), "--model", str(w / "nomodel")], 1,
      "nomodel: tokenizer folder not found"),
     ("model empty", _empty_model, 1, "tokenizer folder is empty"),
