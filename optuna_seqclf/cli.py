@@ -53,14 +53,14 @@ def _machine(device: str | None, precision: str, eval_batch_size: int, threads: 
 def _print_tune_result(result: Any, model: str) -> None:
     from .tables import grid_table, selection_notes
 
-    click.echo(grid_table(result.points, result.selection))
+    click.echo(grid_table(result.points, result.selection, result.metric))
     click.echo(f"Model is {model}")
     if result.best is None:
         click.echo("No grid point has finished yet: no best configuration.")
     else:
         click.echo(f"Best Configuration is {result.best.point.batch_size} {result.best.point.learning_rate!r}")
-        click.echo(f"Best F1 is {result.best.value!r}")
-    for note in selection_notes(result.selection, result.points):
+        click.echo(f"Best {result.metric.short} is {result.best.value!r}")
+    for note in selection_notes(result.selection, result.points, result.metric):
         click.echo(note)
     for p in result.failed_points:
         reasons = "; ".join(dict.fromkeys(p.errors)) or p.state.lower()
@@ -97,7 +97,7 @@ def cli() -> None:
 def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
          config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
          epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
-         pruner: str, confirm_top: int, confirm_seeds: int, accept_changes: bool, text_column: str,
+         pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool, text_column: str,
          label_column: str, text_pair_column: str | None, eval_batch_size: int, threads: int | None,
          device: str | None, precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train/dev/test.txt); resumes if re-run."""
@@ -107,7 +107,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
     settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
     name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
     spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner,
-                     confirm_top, confirm_seeds)
+                     confirm_top, confirm_seeds, metric)
     data = DataSpec(data_dir, text_column, label_column, text_pair_column)
     machine = _machine(device, precision, eval_batch_size, threads, workers)
     console = Console(quiet)
@@ -152,7 +152,7 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
         config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
         epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
-        pruner: str, confirm_top: int, confirm_seeds: int, accept_changes: bool, text_column: str,
+        pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool, text_column: str,
         label_column: str, text_pair_column: str | None, output_dir: Path, seeds: tuple[int, ...],
         replace_failed: bool, eval_batch_size: int, threads: int | None, device: str | None, precision: str,
         log_dir: Path, no_track: bool, quiet: bool) -> None:
@@ -163,7 +163,7 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
     settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
     name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
     spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner,
-                     confirm_top, confirm_seeds)
+                     confirm_top, confirm_seeds, metric)
     data = DataSpec(data_dir, text_column, label_column, text_pair_column)
     machine = _machine(device, precision, eval_batch_size, threads, workers)
     console = Console(quiet)

@@ -19,6 +19,7 @@ from .config import (
     DEFAULT_CONFIRM_SEEDS,
     DEFAULT_CONFIRM_TOP,
     DEFAULT_LEARNING_RATES,
+    METRICS,
     PRECISIONS,
     PRUNERS,
     parse_float_list,
@@ -97,6 +98,9 @@ tune_options = options_group(
                       "grid's single seed."),
     click.option("--confirm-seeds", default=DEFAULT_CONFIRM_SEEDS, show_default=True, type=int,
                  help="More seeds per confirmed point (the study's --seed + 1, + 2, ...)."),
+    click.option("--metric", type=click.Choice(METRICS), default="macro-f1", show_default=True,
+                 help="What the grid maximises on dev (and the confirmation stage averages): macro-F1, micro-F1, "
+                      "accuracy or Matthews' correlation (mcc). Part of the study: another metric is another study."),
     click.option("--accept-changes", is_flag=True,
                  help="Continue a study even though its data, model or settings changed."),
     data_options,

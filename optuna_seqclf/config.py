@@ -30,6 +30,11 @@ PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
 # (bench/gpu.py): short sentences leave a step bound by kernel launches, and autocast adds cast kernels.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
+# --metric: what the grid maximises. Each names a key of ``train.classification_metrics``.
+METRICS: tuple[str, ...] = ("macro-f1", "micro-f1", "accuracy", "mcc")
+_METRIC_KEYS = {"macro-f1": "f1", "micro-f1": "micro_f1", "accuracy": "accuracy", "mcc": "mcc"}
+_METRIC_LABELS = {"macro-f1": "macro-F1", "micro-f1": "micro-F1", "accuracy": "accuracy", "mcc": "MCC"}
+
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -126,6 +131,41 @@ class HParams:
 
 
 @dataclass(frozen=True)
+class Metric:
+    """The objective: a ``--metric`` name and what it is called in metrics dicts, tables and the study."""
+
+    name: str = "macro-f1"
+
+    def __post_init__(self) -> None:
+        if self.name not in METRICS:
+            raise ConfigError(f"--metric {self.name!r}: use one of {', '.join(METRICS)}")
+
+    @classmethod
+    def of_record(cls, stored: str) -> Metric:
+        """From the study's stored name (``dev_macro_f1``, ...: what every study since 0.1 records)."""
+        return cls(stored.removeprefix("dev_").replace("_", "-"))
+
+    @property
+    def key(self) -> str:
+        """Its key in ``classification_metrics`` (and in eval_results.json after ``eval_``)."""
+        return _METRIC_KEYS[self.name]
+
+    @property
+    def label(self) -> str:
+        """``macro-F1``, ``micro-F1``, ``accuracy``, ``MCC``."""
+        return _METRIC_LABELS[self.name]
+
+    @property
+    def short(self) -> str:
+        """How ``tune`` names it: ``F1`` for macro-F1, as the reference prints ``Best F1 is``."""
+        return "F1" if self.name == "macro-f1" else self.label
+
+    @property
+    def stored(self) -> str:
+        return "dev_" + self.name.replace("-", "_")
+
+
+@dataclass(frozen=True)
 class DataSpec:
     """Where the three splits are and which columns to read. Column names match case-insensitively."""
 
@@ -217,8 +257,10 @@ class StudySpec:
     pruner: str = "none"
     confirm_top: int = DEFAULT_CONFIRM_TOP  # grid points trained again with more seeds once the grid is done
     confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # how many more seeds each of them gets
+    metric: str = "macro-f1"  # what the grid maximises (``METRICS``)
 
     def __post_init__(self) -> None:
+        Metric(self.metric)
         if self.confirm_top < 0 or self.confirm_seeds < 0:
             raise ConfigError("--confirm-top and --confirm-seeds must be 0 or more, "
                               f"got {self.confirm_top} and {self.confirm_seeds}")

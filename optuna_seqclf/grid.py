@@ -49,6 +49,7 @@ CONFIRM_SEED_ATTR = "confirm_seed"  # trial: the seed a confirmation trial train
 FAILED_RUN_ATTR = "failed_run"  # trial: why its model is no better than the majority class, one line
 SELECTION_ATTR = "selection"  # study: the chosen point and its evidence, as `tune` last computed them
 DEV_ACCURACY_ATTR, DEV_MICRO_F1_ATTR, DEV_LOSS_ATTR = "dev_accuracy", "dev_micro_f1", "dev_loss"
+DEV_F1_ATTR, DEV_MCC_ATTR, DEV_CLASS_F1_ATTR = "dev_macro_f1", "dev_mcc", "dev_f1_per_class"
 TRAIN_RUNTIME_ATTR, EVAL_RUNTIME_ATTR, TRAIN_LOSS_ATTR = "train_runtime", "eval_runtime", "train_loss"
 
 # --- the order of the first pass --------------------------------------------------------------------

@@ -1,25 +1,28 @@
-"""The Optuna objective: Trial -> HParams -> fine_tune -> dev macro-F1.
+"""The Optuna objective: Trial -> HParams -> fine_tune -> the dev metric (``--metric``; macro-F1 by default).
 
-The only module that touches a live ``optuna.Trial``. Dev accuracy, micro-F1 and loss go on the trial as user
-attributes; a run-time error is recorded on the trial (``error``) before it fails, so ``tune`` can report
-it and retry the point.
+The only module that touches a live ``optuna.Trial``. Dev macro-F1, accuracy, micro-F1, MCC, loss and the F1 of
+each class go on the trial as user attributes; a run-time error is recorded on the trial (``error``) before
+it fails, so ``tune`` can report it and retry the point.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
 
-from .config import HParams, MachineSettings, SearchSpace, TrainSettings
+from .config import HParams, MachineSettings, Metric, SearchSpace, TrainSettings
 from .errors import first_line
 from .failed_runs import failed_run_reason
 from .grid import (
     CONFIRM_SEED_ATTR,
     DEV_ACCURACY_ATTR,
+    DEV_CLASS_F1_ATTR,
+    DEV_F1_ATTR,
     DEV_LOSS_ATTR,
+    DEV_MCC_ATTR,
     DEV_MICRO_F1_ATTR,
     DUPLICATE_ATTR,
     ERROR_ATTR,
@@ -54,6 +57,7 @@ class Objective:
     tracker: Tracker
     study_name: str
     on_step: StepHook | None = None
+    metric: Metric = field(default_factory=Metric)
 
     def __call__(self, trial: optuna.Trial) -> float:
         hp, confirm_seed = self._claim(trial)
@@ -69,7 +73,7 @@ class Objective:
                 self.settings.model, self.prepared.tokenizer, encoded.train, encoded.dev,
                 self.prepared.corpus.id2label, hp, self.settings, seed, machine=self.machine,
                 # a confirmation run is never pruned: its full-length score is what it is for
-                on_epoch=_after_epoch(trial, run, prune=confirm_seed is None), on_step=self.on_step,
+                on_epoch=_after_epoch(trial, run, self.metric, prune=confirm_seed is None), on_step=self.on_step,
                 on_log=log_to(run),
             )
         except optuna.TrialPruned:
@@ -87,11 +91,13 @@ class Objective:
             trial.set_user_attr(FAILED_RUN_ATTR, failed)
         metrics = result.dev.metrics
         for name, value in ((DEV_ACCURACY_ATTR, metrics["accuracy"]), (DEV_MICRO_F1_ATTR, metrics["micro_f1"]),
+                            (DEV_F1_ATTR, metrics["f1"]), (DEV_MCC_ATTR, metrics["mcc"]),
+                            (DEV_CLASS_F1_ATTR, result.dev.per_class_f1),
                             (DEV_LOSS_ATTR, metrics["loss"]), (EVAL_RUNTIME_ATTR, result.eval_seconds),
                             (TRAIN_RUNTIME_ATTR, result.train_metrics.get("train_runtime", 0.0)),
                             (TRAIN_LOSS_ATTR, result.train_metrics.get("train_loss", float("nan")))):
             trial.set_user_attr(name, value)
-        return metrics["f1"]
+        return metrics[self.metric.key]
 
     def _claim(self, trial: optuna.Trial) -> tuple[HParams, int | None]:
         """The trial's grid point and confirmation seed (None: a grid trial); a trial whose (point, seed) is
@@ -117,18 +123,21 @@ class Objective:
         }
 
 
-def _after_epoch(trial: optuna.Trial, run: TrackedRun, *, prune: bool = True) -> EpochHook:
-    """Track the epoch's dev metrics, report dev F1 to Optuna (learning curves, pruners), maybe prune."""
+def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune: bool = True) -> EpochHook:
+    """Track the epoch's dev metrics, report the objective's metric to Optuna (learning curves, pruners), maybe
+    prune."""
     history: list[dict[str, float]] = []
+    names = tuple(dict.fromkeys(("f1", "accuracy", "loss", metric.key)))
 
     def after_epoch(epoch: int, metrics: dict[str, float]) -> None:
-        for name in ("f1", "accuracy", "loss"):
+        for name in names:
             run.track(name, metrics[name], step=epoch, subset="eval", epoch=epoch)
-        trial.report(metrics["f1"], epoch)  # optuna-dashboard draws intermediate values as learning curves
-        history.append({"epoch": epoch, **{k: metrics[k] for k in ("f1", "accuracy", "loss")}})
+        trial.report(metrics[metric.key], epoch)  # optuna-dashboard draws intermediate values as learning curves
+        history.append({"epoch": epoch, **{k: metrics[k] for k in names}})
         trial.set_user_attr(HISTORY_ATTR, history)
         if prune and trial.should_prune():  # never with the default pruner ("none")
             trial.set_user_attr(PRUNED_AFTER_ATTR, epoch)
-            raise optuna.TrialPruned(f"pruned after epoch {epoch} with dev F1 {metrics['f1']:.4f}")
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} with dev {metric.label} "
+                                     f"{metrics[metric.key]:.4f}")
 
     return after_epoch

@@ -48,8 +48,9 @@ def _log_edges(values: Sequence[float]) -> list[float]:
     return [10 ** x for x in [2 * logs[0] - mids[0], *mids, 2 * logs[-1] - mids[-1]]]
 
 
-def heatmap(points: Sequence[PointStatus], best: HParams | None, path: Path, title: str) -> Path:
-    """Dev macro-F1 over batch size x learning rate; unfinished cells hatched and labelled with their state."""
+def heatmap(points: Sequence[PointStatus], best: HParams | None, path: Path, title: str,
+            metric: str = "dev macro-F1") -> Path:
+    """The dev metric over batch size x learning rate; unfinished cells hatched and labelled with their state."""
     import numpy as np
     from matplotlib.patches import Rectangle
 
@@ -88,8 +89,8 @@ def heatmap(points: Sequence[PointStatus], best: HParams | None, path: Path, tit
     ax.set_xlabel("learning rate (log scale)")
     ax.set_ylabel("batch size (examples)")
     best_text = f"; best (red box): batch size {best.batch_size}, learning rate {best.learning_rate:g}" if best else ""
-    ax.set_title(f"{title}\ndev macro-F1 per grid point{best_text}", fontsize=10)
-    fig.colorbar(mesh, ax=ax, label="dev macro-F1", fraction=0.04)
+    ax.set_title(f"{title}\n{metric} per grid point{best_text}", fontsize=10)
+    fig.colorbar(mesh, ax=ax, label=metric, fraction=0.04)
     return _save(fig, path)
 
 
@@ -150,8 +151,8 @@ def replicas(seeds: Sequence[int], test_f1: Sequence[float], summary: MetricSumm
     return _save(fig, path)
 
 
-def confirmation(confirmed: Sequence[ConfirmedPoint], path: Path, title: str) -> Path:
-    """The confirmed points' dev macro-F1 per seed (a strip), their mean and 95% interval; chosen first."""
+def confirmation(confirmed: Sequence[ConfirmedPoint], path: Path, title: str, metric: str = "dev macro-F1") -> Path:
+    """The confirmed points' dev metric per seed (a strip), their mean and 95% interval; chosen first."""
     fig, ax = _figure(max(5.0, 1.6 * len(confirmed) + 2.0), 3.6)
     for x, c in enumerate(confirmed):
         color = "#d62728" if x == 0 else "#1f77b4"
@@ -163,15 +164,15 @@ def confirmation(confirmed: Sequence[ConfirmedPoint], path: Path, title: str) ->
                     markersize=5, capsize=4)
     ax.set_xticks(range(len(confirmed)),
                   [f"bs {c.point.batch_size}\nlr {c.point.learning_rate:g}" for c in confirmed], fontsize=8)
-    ax.set_ylabel("dev macro-F1")
+    ax.set_ylabel(metric)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(f"{title}\nconfirmed points: each seed (dot, labelled), mean and 95% interval (diamond); "
                  "chosen in red", fontsize=9)
     return _save(fig, path)
 
 
-def expected_best(curve: BudgetCurve, path: Path, title: str) -> Path:
-    """Expected best dev macro-F1 against the number of grid trials, with its bootstrap band."""
+def expected_best(curve: BudgetCurve, path: Path, title: str, metric: str = "dev macro-F1") -> Path:
+    """Expected best dev metric against the number of grid trials, with its bootstrap band."""
     fig, ax = _figure(6.0, 3.6)
     budgets = list(curve.budgets)
     ax.fill_between(budgets, curve.low, curve.high, color="#1f77b4", alpha=0.2, label="95% bootstrap band")
@@ -180,9 +181,9 @@ def expected_best(curve: BudgetCurve, path: Path, title: str) -> Path:
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("grid trials (drawn at random from those trained)")
-    ax.set_ylabel("expected best dev macro-F1")
+    ax.set_ylabel(f"expected best {metric}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"{title}\nexpected best dev macro-F1 vs budget (Dodge et al. 2019; unbiased estimator)",
+    ax.set_title(f"{title}\nexpected best {metric} vs budget (Dodge et al. 2019; unbiased estimator)",
                  fontsize=9)
     return _save(fig, path)

@@ -56,8 +56,9 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     epoch = float(tuned.train_metrics["epoch"])
     results = {
         "train": {**tuned.train_metrics, "train_samples": len(corpus.train)},
-        "eval": _prefixed("eval", tuned.dev.metrics, len(corpus.dev), epoch),
-        "test": _prefixed("test", test.metrics, len(corpus.test), epoch),
+        "eval": {**_prefixed("eval", tuned.dev.metrics, len(corpus.dev), epoch),
+                 "eval_f1_per_class": tuned.dev.per_class_f1},
+        "test": {**_prefixed("test", test.metrics, len(corpus.test), epoch), "test_f1_per_class": test.per_class_f1},
     }
     for split, metrics in results.items():
         write_json(tmp / f"{split}_results.json", metrics)

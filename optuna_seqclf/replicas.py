@@ -25,8 +25,8 @@ from .interrupts import InterruptGate, gated_interrupts
 from .predict import COMPLETE_MARKER, SUMMARY_FILE, Predictor
 from .replica_files import read_results, remove_stale_temp, write_json_atomic, write_replica
 from .selection import select
-from .storage import open_storage
-from .study import StudyRecord, load_study
+from .storage import load_study, open_storage
+from .study import StudyRecord
 from .summary import Summary
 from .tracking import Tracker, check_log_dir, log_to, make_tracker
 from .train import classification_metrics, evaluate, fine_tune

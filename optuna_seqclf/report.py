@@ -14,10 +14,10 @@ from . import plots
 from .budget import BudgetCurve, budget_curve
 from .config import HParams, check_name
 from .errors import OutputError, StudyError
-from .grid import REPLICAS_ATTR, PointStatus, point_status
+from .grid import DEV_CLASS_F1_ATTR, REPLICAS_ATTR, PointStatus, point_status
 from .selection import Selection, select
-from .storage import open_storage, redact
-from .study import StudyRecord, load_study
+from .storage import load_study, open_storage, redact
+from .study import StudyRecord
 from .summary import Summary
 from .tables import grid_table, mean_std, rst_table, selection_notes
 
@@ -109,11 +109,13 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
     budget = budget_curve(scores) if len(scores) >= 2 else None
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
-        figures = [plots.heatmap(points, selection.point, output_dir / "grid_heatmap.png", study_name)]
+        metric = f"dev {record.objective.label}"
+        figures = [plots.heatmap(points, selection.point, output_dir / "grid_heatmap.png", study_name, metric)]
         if selection.confirmed:
-            figures.append(plots.confirmation(selection.confirmed, output_dir / "confirmation.png", study_name))
+            figures.append(plots.confirmation(selection.confirmed, output_dir / "confirmation.png", study_name,
+                                              metric))
         if budget is not None:
-            figures.append(plots.expected_best(budget, output_dir / "expected_best.png", study_name))
+            figures.append(plots.expected_best(budget, output_dir / "expected_best.png", study_name, metric))
         curves = _learning_curves(points)
         if curves:
             figures.append(plots.learning_curves(curves, output_dir / "learning_curves.png", study_name))
@@ -122,7 +124,8 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
                                           [r["test_f1"] for r in replicas["replicas"]], summary.test_f1,
                                           output_dir / "replicas_test_f1.png", study_name))
         markdown = output_dir / "report.md"
-        text = _markdown(study_name, storage_url, record, points, selection, budget, bool(curves), replicas, summary)
+        text = _markdown(study_name, storage_url, record, points, selection, budget, bool(curves), replicas, summary,
+                         _class_f1(study, selection))
         tmp = markdown.with_name(f".{markdown.name}.tmp-{os.getpid()}")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, markdown)
@@ -131,10 +134,19 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
     return Report(markdown, figures)
 
 
+def _class_f1(study: optuna.Study, selection: Selection) -> dict[str, float]:
+    """The chosen grid trial's dev F1 of each class (studies tuned before 0.4 did not record it)."""
+    if selection.best is None:
+        return {}
+    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == selection.best.number)
+    return dict(trial.user_attrs.get(DEV_CLASS_F1_ATTR, {}))
+
+
 def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: list[PointStatus],
               selection: Selection, budget: BudgetCurve | None, curves: bool, replicas: dict[str, Any] | None,
-              summary: Summary | None) -> str:
+              summary: Summary | None, class_f1: dict[str, float]) -> str:
     s = record.settings
+    metric = record.objective
 
     def count(*states: str) -> int:
         return sum(p.state in states for p in points)
@@ -145,22 +157,24 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
         f"- Data: `{record.data.data_dir}`; model: `{s.model}`"
         + (f"; tokenizer `{s.tokenizer}`" if s.tokenizer else ""),
         f"- Training: {s.epochs:g} epoch(s)" + (f" / {s.max_steps} steps" if s.max_steps else "")
-        + f", max length {s.max_seq_length}, seed {s.seed}; objective: dev macro-F1",
+        + f", max length {s.max_seq_length}, seed {s.seed}; objective: dev {metric.label}",
         f"- Grid: {len(points)} points, {count('COMPLETE')} complete, {count('FAIL')} failed, "
         f"{count('PRUNED')} pruned, {count('PENDING', 'RUNNING')} not finished",
     ]
     best = selection.best
     if best is not None:
         lines.append(f"- **Best configuration: batch size {best.point.batch_size}, learning rate "
-                     f"{best.point.learning_rate:g}** (trial {best.number}, dev macro-F1 {best.value:.4f}, "
-                     f"dev accuracy {best.dev_accuracy:.4f}; chosen by {selection.rule} dev F1)")
-    lines += [*(f"- {note}" for note in selection_notes(selection, points)),
-              "", "## Grid", "", "![dev macro-F1 per grid point](grid_heatmap.png)", "", "```",
-              grid_table(points, selection), "```", ""]
+                     f"{best.point.learning_rate:g}** (trial {best.number}, dev {metric.label} {best.value:.4f}, "
+                     f"dev accuracy {best.dev_accuracy:.4f}; chosen by {selection.rule} dev {metric.short})")
+    if class_f1:
+        lines.append("- Its dev F1 per class: " + ", ".join(f"{name} {f1:.4f}" for name, f1 in class_f1.items()))
+    lines += [*(f"- {note}" for note in selection_notes(selection, points, metric)),
+              "", "## Grid", "", f"![dev {metric.label} per grid point](grid_heatmap.png)", "", "```",
+              grid_table(points, selection, metric), "```", ""]
     if selection.confirmed:
-        lines += _confirmation_markdown(selection)
+        lines += _confirmation_markdown(selection, metric.label)
     if budget is not None:
-        lines += _budget_markdown(budget, len(points))
+        lines += _budget_markdown(budget, len(points), metric.label)
     failed = [p for p in points if p.errors and p.result is None]
     if failed:
         lines += ["Failed points:", ""] + [
@@ -173,11 +187,11 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
     return "\n".join(lines)
 
 
-def _confirmation_markdown(selection: Selection) -> list[str]:
+def _confirmation_markdown(selection: Selection, metric: str) -> list[str]:
     lines = ["## Confirmation over seeds", "",
              f"The top {len(selection.confirmed)} grid points trained again with seeds "
-             f"{', '.join(map(str, selection.plan.seeds))}; chosen by mean dev macro-F1.", "",
-             "| Batch size | Learning rate | Dev F1 per seed | Mean ± std | 95% interval | Failed runs |",
+             f"{', '.join(map(str, selection.plan.seeds))}; chosen by mean dev {metric}.", "",
+             f"| Batch size | Learning rate | Dev {metric} per seed | Mean ± std | 95% interval | Failed runs |",
              "|---:|---:|---|---:|---|---:|"]
     for c in selection.confirmed:
         per_seed = ", ".join(f"{seed}: {value:.4f}" for seed, value in zip(c.seeds, c.values))
@@ -187,12 +201,12 @@ def _confirmation_markdown(selection: Selection) -> list[str]:
     return [*lines, "", "![confirmed points per seed](confirmation.png)", ""]
 
 
-def _budget_markdown(budget: BudgetCurve, grid_size: int) -> list[str]:
+def _budget_markdown(budget: BudgetCurve, grid_size: int, metric: str) -> list[str]:
     """The expected best at a few budgets: enough to see whether a smaller grid would have done."""
     n = len(budget.expected)
     shown = sorted({k for k in (1, 2, 3, 5, 8, 12, 18, 24, 36, n) if k <= n})
     lines = ["## Expected best vs budget", "",
-             f"Expected best dev macro-F1 of k grid trials drawn at random from the {n} complete of {grid_size} "
+             f"Expected best dev {metric} of k grid trials drawn at random from the {n} complete of {grid_size} "
              "(unbiased estimator, Tang et al. 2020; 95% bootstrap band):", "",
              "| Trials | Expected best | 95% band |", "|---:|---:|---|"]
     lines += [f"| {k} | {budget.expected[k - 1]:.4f} | [{budget.low[k - 1]:.4f}, {budget.high[k - 1]:.4f}] |"

@@ -177,3 +177,14 @@ def local_storages(studies_dir: Path = Path("studies")) -> list[str]:
     if not studies_dir.is_dir():
         return []
     return [f"sqlite:///{p}" for p in sorted(studies_dir.glob("*.db")) if p.is_file()]
+
+
+def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
+    try:
+        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+        hint = f" (studies there: {', '.join(names)})" if names else " (it holds no study)"
+        raise StudyError(f"no study {study_name!r} in {redact(url)}{hint}; run `optuna-seqclf tune` first") from None

@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings
+from .config import DataSpec, HParams, Metric, SearchSpace, StudySpec, TrainSettings
 from .confirm import WAIT, ConfirmPlan, next_confirmation
 from .errors import StudyError
 from .grid import (
@@ -33,9 +33,6 @@ from .grid import (
     point_status,
 )
 from .interrupts import InterruptGate
-from .storage import redact
-
-METRIC_NAME = "dev macro-F1"
 
 
 @dataclass(frozen=True)
@@ -68,8 +65,8 @@ class StudyRecord:
     def build(cls, spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace,
               fingerprint: str) -> StudyRecord:
         return cls(replace(data, data_dir=data.data_dir.resolve()), settings, space, spec.config_name,
-                   spec.task_name, fingerprint, grid_order=GRID_ORDER, confirm_top=spec.confirm_top,
-                   confirm_seeds=spec.confirm_seeds, max_retries=spec.max_retries)
+                   spec.task_name, fingerprint, Metric(spec.metric).stored, GRID_ORDER, spec.confirm_top,
+                   spec.confirm_seeds, spec.max_retries)
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> StudyRecord:
@@ -116,6 +113,11 @@ class StudyRecord:
                 out.append(f"{name}: study has {old!r}, now {new!r}")
         return out
 
+    @property
+    def objective(self) -> Metric:
+        """What the study maximises (``--metric``)."""
+        return Metric.of_record(self.metric)
+
     def confirm_plan(self) -> ConfirmPlan:
         return ConfirmPlan.of(self.confirm_top, self.confirm_seeds, self.settings.seed)
 
@@ -148,12 +150,12 @@ def grid_sampler(record: StudyRecord) -> optuna.samplers.GridSampler:
 
 
 def make_pruner(name: str, epochs: float, points: int) -> optuna.pruners.BasePruner:
-    """Pruners act on the dev F1 reported after each epoch (a trial's steps are its epochs).
+    """Pruners act on the dev metric reported after each epoch (a trial's steps are its epochs).
 
-    ``median``: stop a trial whose dev F1 after epoch k is below the median of earlier trials at epoch k,
+    ``median``: stop a trial whose dev score after epoch k is below the median of earlier trials at epoch k,
     once ``points // 8`` trials (2 to 5) have completed: on a small grid, 5 full trials would already
     be most of its budget. ``halving``: successive halving (ASHA) with rungs at epochs 1, 3, 9...: a
-    trial goes past a rung only while its dev F1 there is in the top third of all trials that reached
+    trial goes past a rung only while its dev score there is in the top third of all trials that reached
     it. ``hyperband``: several successive-halving brackets from 1 epoch to all epochs.
     """
     if name == "median":
@@ -165,19 +167,6 @@ def make_pruner(name: str, epochs: float, points: int) -> optuna.pruners.BasePru
         return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(1, math.ceil(epochs)),
                                               reduction_factor=3)
     return optuna.pruners.NopPruner()
-
-
-
-def load_study(study_name: str, storage: optuna.storages.BaseStorage, url: str,
-               sampler: optuna.samplers.BaseSampler | None = None,
-               pruner: optuna.pruners.BasePruner | None = None) -> optuna.Study:
-    try:
-        return optuna.load_study(study_name=study_name, storage=storage, sampler=sampler, pruner=pruner)
-    except KeyError:
-        names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
-        hint = f" (studies there: {', '.join(names)})" if names else " (it holds no study)"
-        raise StudyError(f"no study {study_name!r} in {redact(url)}{hint}; run `optuna-seqclf tune` first") from None
-
 
 
 def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.storages.BaseStorage,
@@ -195,12 +184,15 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
             enqueue_untaken(study, record.order())
             with warnings.catch_warnings():  # "experimental"; it names the objective in optuna-dashboard
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.set_metric_names([METRIC_NAME])
+                study.set_metric_names([f"dev {record.objective.label}"])
             study.set_user_attr(RECORD_ATTR, record.to_json())  # last: resumers wait for it, then see the queue
             return study
     study = optuna.load_study(study_name=spec.study_name, storage=storage, pruner=pruner)
     stored = _wait_for_record(study)
     diffs = stored.differences(record)
+    if stored.metric != record.metric:  # trial values on two scales cannot be compared, whatever the user accepts
+        raise StudyError(f"study {spec.study_name!r} maximises dev {stored.objective.label}, not "
+                         f"{record.objective.label} (--metric {record.objective.name}); give another --study-name")
     if diffs and not accept_changes:
         raise StudyError(
             f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .config import Metric
 from .failed_runs import ADVICE
 
 if TYPE_CHECKING:
@@ -13,6 +14,9 @@ if TYPE_CHECKING:
     from .replicas import EnsembleResult, ReplicaResult
     from .selection import Selection
     from .summary import MetricSummary, Summary
+
+
+MACRO_F1 = Metric("macro-f1")
 
 
 def rst_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -31,9 +35,11 @@ def rst_table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
     return "\n".join(out)
 
 
-def grid_table(statuses: Sequence[PointStatus], selection: Selection | None = None) -> str:
-    """Every grid point: F1-Score (or its state when it has none), BatchSize, LearningRate; and a Notes
-    column when a point is a failed run, was confirmed over seeds (mean ± std) or is the chosen one."""
+def grid_table(statuses: Sequence[PointStatus], selection: Selection | None = None, metric: Metric = MACRO_F1) -> str:
+    """Every grid point: F1-Score (the reference's name for macro-F1; another ``metric`` by its name) or its state
+    when it has none, BatchSize, LearningRate; and a Notes column when a point is a failed run, was confirmed
+    over seeds (mean ± std) or is the chosen one."""
+    score = "F1-Score" if metric == MACRO_F1 else metric.label[0].upper() + metric.label[1:]
     confirmed = {c.point: c for c in selection.confirmed} if selection is not None else {}
     rows = []
     for i, st in enumerate(statuses):
@@ -48,15 +54,15 @@ def grid_table(statuses: Sequence[PointStatus], selection: Selection | None = No
             notes.append("chosen")  # without the stage, the chosen point is the best F1: no note needed
         rows.append((str(i), f1, str(st.point.batch_size), f"{st.point.learning_rate:g}", "; ".join(notes)))
     if not any(row[-1] for row in rows):
-        return rst_table([row[:-1] for row in rows], ("", "F1-Score", "BatchSize", "LearningRate"))
-    return rst_table(rows, ("", "F1-Score", "BatchSize", "LearningRate", "Notes"))
+        return rst_table([row[:-1] for row in rows], ("", score, "BatchSize", "LearningRate"))
+    return rst_table(rows, ("", score, "BatchSize", "LearningRate", "Notes"))
 
 
 def _point(p: HParams) -> str:
     return f"batch size {p.batch_size}, learning rate {p.learning_rate:g}"
 
 
-def selection_notes(selection: Selection, points: Sequence[PointStatus]) -> list[str]:
+def selection_notes(selection: Selection, points: Sequence[PointStatus], metric: Metric = MACRO_F1) -> list[str]:
     """What a user should know about the choice: confirmation, ties, failed runs, unfinished work."""
     notes = []
     failed = sum(1 for p in points if p.result is not None and p.result.failed_run is not None)
@@ -69,15 +75,16 @@ def selection_notes(selection: Selection, points: Sequence[PointStatus]) -> list
     if selection.confirmed:
         top = selection.confirmed[0]
         low, high = top.dev_f1.ci95
-        notes.append(f"Confirmed over seeds {','.join(map(str, top.seeds))}: mean dev F1 {mean_std(top.dev_f1)} "
+        notes.append(f"Confirmed over seeds {','.join(map(str, top.seeds))}: mean dev {metric.short} "
+                     f"{mean_std(top.dev_f1)} "
                      f"(95% interval {low:.4f} to {high:.4f}).")
         single = selection.single_seed_best
         if selection.differs and single is not None:
             notes.append(f"The confirmed choice differs from the single-seed best ({_point(single.point)}, "
-                         f"dev F1 {single.value:.4f}).")
+                         f"dev {metric.short} {single.value:.4f}).")
         if selection.tied_with:
             notes.append("It cannot be told apart from " + "; ".join(_point(p) for p in selection.tied_with)
-                         + " (their 95% intervals of mean dev F1 overlap).")
+                         + f" (their 95% intervals of mean dev {metric.short} overlap).")
     elif selection.pending:
         notes.append(f"The confirmation stage is not finished ({selection.pending} run(s) left): the choice is the "
                      "single-seed best for now; run `tune` again to finish it.")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,6 +37,7 @@ class EvalResult:
     metrics: dict[str, float]
     predictions: np.ndarray
     probabilities: np.ndarray
+    per_class_f1: dict[str, float] = field(default_factory=dict)  # by label name
 
 
 @dataclass
@@ -50,13 +51,23 @@ class FineTuneResult:
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score
+    """Macro-F1 (``f1``), micro-F1, accuracy and Matthews' correlation (``mcc``; 0 when one class is predicted)."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
     return {
         "f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
         "micro_f1": float(f1_score(labels, predictions, average="micro", zero_division=0)),
         "accuracy": float(accuracy_score(labels, predictions)),
+        "mcc": float(matthews_corrcoef(labels, predictions)),
     }
+
+
+def per_class_f1(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Each class's F1 by name (label ids are positions in ``names``); 0 for a class never predicted nor present."""
+    from sklearn.metrics import f1_score
+
+    scores = f1_score(labels, predictions, labels=list(range(len(names))), average=None, zero_division=0)
+    return {name: float(score) for name, score in zip(names, scores)}
 
 
 def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
@@ -110,7 +121,9 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     metrics = classification_metrics(split.labels, predictions)
     metrics["loss"] = loss_sum / max(1, len(dataset))
-    return EvalResult(metrics, predictions, shifted / shifted.sum(axis=-1, keepdims=True))
+    names = [str(model.config.id2label.get(i, i)) for i in range(model.config.num_labels)]
+    return EvalResult(metrics, predictions, shifted / shifted.sum(axis=-1, keepdims=True),
+                      per_class_f1(split.labels, predictions, names))
 
 
 def fine_tune(

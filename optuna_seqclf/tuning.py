@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from .config import DataSpec, HParams, MachineSettings, SearchSpace, StudySpec, TrainSettings
+from .config import DataSpec, HParams, MachineSettings, Metric, SearchSpace, StudySpec, TrainSettings
 from .errors import ConfigError, SeqClfError
 from .grid import (
     DUPLICATE_ATTR,
@@ -31,13 +31,12 @@ from .model import assign_device
 from .objective import Objective
 from .runtime import configure_process, exit_now
 from .selection import Selection, select
-from .storage import local_study_lock, open_storage
+from .storage import load_study, local_study_lock, open_storage
 from .study import (
     LoopStats,
     StudyRecord,
     create_or_resume,
     grid_sampler,
-    load_study,
     make_pruner,
     next_step,
     run_grid,
@@ -55,6 +54,7 @@ class TuneResult:
     points: list[PointStatus]
     selection: Selection
     stats: LoopStats = field(default_factory=LoopStats)
+    metric: Metric = field(default_factory=Metric)  # what the grid maximises
 
     @property
     def best(self) -> TrialResult | None:
@@ -115,17 +115,19 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
         stats.recovered = recovered
     selection = select(study, study_spec.max_retries)
     study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
-    return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats)
+    return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
+                      StudyRecord.from_study(study).objective)
 
 
 def study_result(study_name: str, storage_url: str) -> TuneResult:
     """Where a study stands, read without training anything (a study being tuned elsewhere too)."""
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
-    space = StudyRecord.from_study(study).space
-    return TuneResult(study_name, storage_url, point_status(study, space), select(study))
+    record = StudyRecord.from_study(study)
+    return TuneResult(study_name, storage_url, point_status(study, record.space), select(study),
+                      metric=record.objective)
 
 
-def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float) -> str:
+def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric: Metric) -> str:
     """``[done/points] trial N: batch size B, learning rate L: <outcome>``."""
     p, seed = trial.params, confirm_seed_of(trial)
     where = f"[{done}/{points}]" if seed is None else "[confirm]"
@@ -135,10 +137,11 @@ def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float) -> str
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
         failed = trial.user_attrs.get(FAILED_RUN_ATTR)
         eta = f"; ETA {eta_s / 60:.1f} min" if seed is None else ""
-        return f"{head}: dev F1 {trial.value:.4f} ({secs:.1f} s{eta})" + (f"; FAILED RUN: {failed}" if failed else "")
+        return (f"{head}: dev {metric.short} {trial.value:.4f} ({secs:.1f} s{eta})"
+                + (f"; FAILED RUN: {failed}" if failed else ""))
     if trial.state == TrialState.PRUNED:
         value = trial.value if trial.value is not None else float("nan")
-        return f"{head}: pruned after epoch {trial.user_attrs.get(PRUNED_AFTER_ATTR)} (dev F1 {value:.4f})"
+        return f"{head}: pruned after epoch {trial.user_attrs.get(PRUNED_AFTER_ATTR)} (dev {metric.short} {value:.4f})"
     return f"{head}: {trial.state.name} ({trial.user_attrs.get(ERROR_ATTR, 'no reason recorded')})"
 
 
@@ -147,6 +150,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
                   workers: int, on_step: StepHook | None = None) -> LoopStats:
     """Train points in this process until the grid is done; one progress line per trial."""
     tracker = make_tracker(log_dir, study_spec.study_name)  # a new Aim repo is set up meanwhile
+    metric = StudyRecord.from_study(study).objective  # the study's, also when resumed with --accept-changes
     prepared.encoded(settings.max_seq_length)  # tokenise before the first trial, once
     started = time.monotonic()
     trained = 0
@@ -156,7 +160,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
         trained += 1
         done = sum(1 for p in point_status(study, space) if p.finished)
         eta = (time.monotonic() - started) / trained * (len(space) - done) / workers
-        progress(_trial_line(trial, done, len(space), eta))
+        progress(_trial_line(trial, done, len(space), eta, metric))
 
     with gated_interrupts() as gate:
 
@@ -165,7 +169,8 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
             if on_step is not None:
                 on_step(done, total)
 
-        objective = Objective(prepared, settings, machine, space, tracker, study_spec.study_name, on_step=after_step)
+        objective = Objective(prepared, settings, machine, space, tracker, study_spec.study_name, on_step=after_step,
+                              metric=metric)
         return run_grid(study, space, objective, study_spec.max_retries, gate, on_trial)
 
 

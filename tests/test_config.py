@@ -38,3 +38,14 @@ def test_list_parsers_name_the_option() -> None:
         parse_int_list("8,x", "--batch-sizes")
     with pytest.raises(ConfigError, match="repeated seed"):
         parse_seeds("1,1")
+
+
+def test_metric_names() -> None:
+    from optuna_seqclf.config import METRICS, Metric
+
+    for name in METRICS:
+        assert Metric.of_record(Metric(name).stored) == Metric(name)
+    assert Metric().stored == "dev_macro_f1"  # what every study before --metric recorded
+    assert (Metric("mcc").key, Metric("mcc").label, Metric("macro-f1").short) == ("mcc", "MCC", "F1")
+    with pytest.raises(ConfigError, match="--metric 'f2': use one of macro-f1, micro-f1, accuracy, mcc"):
+        Metric("f2")

@@ -43,3 +43,52 @@ def test_tune_returns_plain_results_and_study_result_reads_them_back(workdir: Pa
     assert len(result.best.history) == 1 and result.best.history[0]["f1"] == pytest.approx(result.best.value)
     again = study_result("plain", spec.storage)
     assert again.best == result.best and again.points == result.points
+
+
+def _scripted_fine_tune(scores: dict[float, dict[str, float]]):  # type: ignore[no-untyped-def]
+    """A stand-in for fine_tune whose dev metrics per learning rate are given (the predictions are the truth,
+    so no run is flagged as failed)."""
+    import numpy as np
+
+    from optuna_seqclf.train import EvalResult, FineTuneResult
+
+    def fine_tune(model, tokenizer, train, dev, id2label, hp, *args, **kwargs):  # type: ignore[no-untyped-def]
+        labels = np.asarray(dev["labels"])
+        metrics = {"loss": 0.5, "micro_f1": 0.5, **scores[hp.learning_rate]}
+        dev_result = EvalResult(metrics, labels, np.eye(2)[labels], {"0": 0.1, "1": 0.2})
+        return FineTuneResult(None, {"train_runtime": 0.1, "train_loss": 0.5, "epoch": 1.0, "global_step": 1},
+                              dev_result)
+
+    return fine_tune
+
+
+@pytest.mark.parametrize(("metric", "best_lr"), [("macro-f1", 1e-4), ("accuracy", 1e-3), ("mcc", 1e-3)])
+def test_metric_decides_what_is_maximised(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch,
+                                          metric: str, best_lr: float) -> None:
+    import optuna
+
+    # 1e-3 has the better accuracy and MCC, 1e-4 the better macro-F1: each metric picks another point.
+    scores = {1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}, 1e-4: {"f1": 0.8, "accuracy": 0.7, "mcc": 0.4}}
+    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", _scripted_fine_tune(scores))
+    spec = StudySpec(study_name=metric, storage=f"sqlite:///studies/{metric}.db", metric=metric)
+    result = tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
+                  SearchSpace((8,), (1e-3, 1e-4)), log_dir=None)
+    assert result.best_params == HParams(8, best_lr)
+    assert result.metric.name == metric
+    key = {"macro-f1": "f1", "accuracy": "accuracy", "mcc": "mcc"}[metric]
+    trials = optuna.load_study(study_name=metric, storage=spec.storage).get_trials()
+    assert sorted(t.value for t in trials) == sorted(s[key] for s in scores.values())
+    assert {t.user_attrs["dev_macro_f1"] for t in trials} == {0.6, 0.8}
+    assert all(t.user_attrs["dev_f1_per_class"] == {"0": 0.1, "1": 0.2} for t in trials)
+
+
+def test_another_metric_is_another_study(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from optuna_seqclf.errors import StudyError
+
+    monkeypatch.setattr("optuna_seqclf.objective.fine_tune",
+                        _scripted_fine_tune({1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}}))
+    args = (DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SearchSpace((8,), (1e-3,)))
+    tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db"), *args, log_dir=None)
+    with pytest.raises(StudyError, match=r"maximises dev macro-F1, not accuracy \(--metric accuracy\)"):
+        tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db", metric="accuracy"), *args, log_dir=None,
+             accept_changes=True)

@@ -50,6 +50,8 @@ def test_format_end_to_end(fmt: str, dev_name: str, workdir: Path, tiny_model: P
     replica = next(p for p in (workdir / "out").iterdir() if p.is_dir() and p.name.endswith("_1"))
     results = json.loads((replica / "eval_results.json").read_text())
     assert 0.0 <= results["eval_f1"] <= 1.0
+    assert set(results["eval_f1_per_class"]) == {"0", "1"}  # each class's F1, by label name
+    assert 0.0 <= results["eval_mcc"] <= 1.0 or results["eval_mcc"] < 0
     if fmt != "saved":
         test_file = data / f"test.{fmt}"
         predicted = CliRunner().invoke(cli, ["predict", str(replica), str(test_file), "-o", "pred.jsonl"])
