@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .cli_options import fail_cleanly, machine_options, replica_options, tune_options
+from .cli_options import CONFIG_ERROR, config_option, fail_cleanly, machine_options, replica_options, tune_options
 from .cli_predict import predict
 from .config import (
     DataSpec,
@@ -93,6 +93,7 @@ def cli() -> None:
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @tune_options
 @machine_options
+@config_option
 @fail_cleanly
 def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
          config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
@@ -126,6 +127,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
 @click.option("--tokenizer", default=None, help="Use this tokenizer instead of the study's.")
 @replica_options
 @machine_options
+@config_option
 @fail_cleanly
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
           output_dir: Path, seeds: tuple[int, ...], replace_failed: bool, eval_batch_size: int,
@@ -148,6 +150,7 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 @tune_options
 @replica_options
 @machine_options
+@config_option
 @fail_cleanly
 def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
         config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
@@ -184,6 +187,7 @@ def _storage_of(study_name: str | None, storage: str | None) -> str:
 
 @cli.command()
 @click.option("--storage", default=None, help="Storage URL (default: every SQLite study in studies/).")
+@config_option
 @fail_cleanly
 def studies(storage: str | None) -> None:
     """List studies: grid points done/total, failed, running, best F1 and best configuration."""
@@ -204,6 +208,7 @@ def studies(storage: str | None) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; 0.0.0.0 exposes the dashboard to your network.")
 @click.option("--port", default=8080, show_default=True, type=int, help="Port to listen on.")
+@config_option
 @fail_cleanly
 def dashboard(study_name: str | None, storage: str | None, host: str, port: int) -> None:
     """Serve optuna-dashboard for a study's storage; safe beside a running `tune`. Ctrl-C stops it."""
@@ -221,6 +226,7 @@ def dashboard(study_name: str | None, storage: str | None, host: str, port: int)
 @click.option("--storage", default=None, help="Its storage URL (default: sqlite:///studies/<study-name>.db).")
 @click.option("--output-dir", "-o", default=None, type=click.Path(path_type=Path),
               help="Where report.md and the plots go (default: reports/<study-name>).")
+@config_option
 @fail_cleanly
 def report(study_name: str, storage: str | None, output_dir: Path | None) -> None:
     """Write report.md with a dev-F1 heatmap, learning curves and, once trained, the replicas' scores."""
@@ -233,6 +239,26 @@ def report(study_name: str, storage: str | None, output_dir: Path | None) -> Non
 
 
 cli.add_command(predict)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("command", type=click.Choice(["tune", "train", "run", "predict", "report", "studies", "dashboard"]))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@fail_cleanly
+def config(command: str, args: tuple[str, ...]) -> None:
+    """Print COMMAND's options, resolved from ARGS (and any --config among them), as a TOML file that
+    `--config` reads back: a starting point to edit and keep with the data."""
+    from .cli_config import resolved_config
+
+    target = cli.commands[command]
+    parent = click.get_current_context()
+    try:
+        sub = target.make_context(command, list(args), parent=parent)
+    except click.MissingParameter:  # e.g. no DATA_DIR yet: print the rest, the missing ones as comments
+        sub = target.make_context(command, list(args), parent=parent, resilient_parsing=True)
+        if CONFIG_ERROR in sub.meta:
+            raise click.UsageError(str(sub.meta[CONFIG_ERROR])) from None
+    click.echo(resolved_config(target, sub.params, "optuna-seqclf"), nl=False)
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .cli_config import defaults_for
 from .config import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_CONFIRM_SEEDS,
@@ -42,6 +43,30 @@ def parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parame
             raise click.UsageError(str(exc), ctx) from None
 
     return callback
+
+
+CONFIG_ERROR = "optuna_seqclf.config_error"  # ctx.meta key: a bad --config seen while `config` parses leniently
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """Eager: the file's values become the command's defaults before any other option is read."""
+    if value is None:
+        return
+    root = ctx.find_root().command
+    commands = {name: cmd for name, cmd in root.commands.items() if name != "config"} \
+        if isinstance(root, click.Group) else {str(ctx.command.name): ctx.command}
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **defaults_for(ctx.command, commands, value, ctx)}
+    except ConfigError as exc:
+        ctx.meta[CONFIG_ERROR] = exc  # click swallows callback errors when parsing leniently (`config`)
+        raise click.UsageError(str(exc), ctx) from None
+
+
+config_option = click.option(
+    "--config", type=click.Path(path_type=Path, dir_okay=False), is_eager=True, expose_value=False,
+    callback=_load_config,
+    help="TOML or YAML file of option values: shared keys, and a [tune]/[train]/[run]/... section per command. "
+         "Flags given here win over the file. `optuna-seqclf config COMMAND` prints one.")
 
 
 def options_group(*options: Callable[[F], F]) -> Callable[[F], F]:

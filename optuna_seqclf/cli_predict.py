@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .cli_options import data_options, fail_cleanly
+from .cli_options import config_option, data_options, fail_cleanly
 from .config import PRECISIONS, MachineSettings
 from .console import Console
 from .predict import Evaluation, Predictor
@@ -37,6 +37,7 @@ from .tables import confusion_table
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="Autocast.")
 @click.option("--threads", default=None, type=int, help="CPU threads for torch (default: the cores available).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the results.")
+@config_option
 @fail_cleanly
 def predict(model: Path, input_path: str, output: Path | None, replica: int | None, input_format: str,
             text_column: str, label_column: str, text_pair_column: str | None, probabilities: bool,

@@ -1,0 +1,34 @@
+"""A config file drives a whole run as the user runs it: examples/quick-cpu.toml, another metric from the file."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import optuna
+from click.testing import CliRunner
+
+from conftest import EXAMPLE_DATA, ROOT
+from optuna_seqclf.cli import cli
+from optuna_seqclf.grid import RECORD_ATTR
+
+
+def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) -> None:
+    config = workdir / "quick.toml"
+    text = (ROOT / "examples" / "quick-cpu.toml").read_text(encoding="utf-8")
+    config.write_text(text.replace('"examples/data/sentiment"', json.dumps(str(EXAMPLE_DATA))), encoding="utf-8")
+    result = CliRunner().invoke(cli, ["run", "--config", str(config), "--model", str(tiny_model), "--metric",
+                                      "accuracy", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\|\s+Accuracy \|\s+BatchSize \|\s+LearningRate \|", result.output)
+    assert re.search(r"^Best accuracy is \S+$", result.output, flags=re.M)
+    study = optuna.load_study(study_name="quick-cpu", storage="sqlite:///studies/quick-cpu.db")
+    record = study.user_attrs[RECORD_ATTR]
+    assert (record["epochs"], record["max_seq_length"], record["metric"]) == (1.0, 64, "dev_accuracy")
+    assert sorted((t.params["batch_size"], t.params["learning_rate"]) for t in study.get_trials()) == [
+        (16, 5e-05), (16, 1e-4), (32, 5e-05), (32, 1e-4)]
+    assert all(t.value == t.user_attrs["dev_accuracy"] for t in study.get_trials())
+    replicas = sorted(p.name for p in (workdir / "models" / "quick-cpu").iterdir() if p.is_dir())
+    assert [name.rsplit("_", 1)[1] for name in replicas] == ["1", "2"]
+    assert not (workdir / "logs").exists()  # no-track = true in the file
