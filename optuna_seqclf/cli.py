@@ -50,6 +50,14 @@ def _machine(device: str | None, precision: str, eval_batch_size: int, threads: 
     return machine
 
 
+def _command_config() -> str:
+    """This command's resolved options as a --config file: the study keeps it, `report` shows it."""
+    from .cli_config import resolved_config
+
+    ctx = click.get_current_context()
+    return resolved_config(ctx.command, ctx.params, "optuna-seqclf")
+
+
 def _print_tune_result(result: Any, model: str) -> None:
     from .tables import grid_table, selection_notes
 
@@ -114,7 +122,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
     console = Console(quiet)
     result = tune_study(spec, data, settings, space, machine=machine, log_dir=None if no_track else log_dir,
                         accept_changes=accept_changes, progress=console.progress, on_step=console.step_hook,
-                        workers=workers)
+                        workers=workers, command_config=_command_config())
     _print_tune_result(result, settings.model)
 
 
@@ -173,7 +181,7 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
     result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
                      log_dir=None if no_track else log_dir, accept_changes=accept_changes, workers=workers,
                      progress=console.progress, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
-                     on_step=console.step_hook, replace_failed=replace_failed)
+                     on_step=console.step_hook, replace_failed=replace_failed, command_config=_command_config())
     _print_replicas(result.replicas)
 
 

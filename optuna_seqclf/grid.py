@@ -40,6 +40,7 @@ from .config import HParams, SearchSpace
 # --- the names stored on studies and trials (one owner) -----------------------------------------------
 RECORD_ATTR = "seqclf"  # study: the StudyRecord it was built from
 REPLICAS_ATTR = "replicas"  # study: set by ``train``, where the replicas went and their scores
+CONFIG_ATTR = "command_config"  # study: the last `tune`/`run` command's resolved options, as a --config file
 POINT_ATTR = "grid_point"  # trial: the point an enqueued trial trains, {"batch_size", "learning_rate"}
 ERROR_ATTR = "error"  # trial: why it failed, one line
 DUPLICATE_ATTR = "duplicate_of"  # trial: trained nothing, its point was taken (trial number or a reason)

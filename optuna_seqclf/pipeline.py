@@ -27,7 +27,7 @@ def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_d
         space: SearchSpace | None = None, seeds: Sequence[int] = DEFAULT_SEEDS, *,
         machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"), accept_changes: bool = False,
         workers: int = 1, progress: Progress | None = None, on_tuned: Callable[[TuneResult], None] | None = None,
-        on_step: StepHook | None = None, replace_failed: bool = False) -> RunResult:
+        on_step: StepHook | None = None, replace_failed: bool = False, command_config: str | None = None) -> RunResult:
     """Tune ``study_spec``'s grid, then train one replica per seed in ``output_dir`` with its best point.
 
     Every input (the three splits, tokenizer, model, device, output and log folders) is checked before
@@ -41,7 +41,7 @@ def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_d
     check_writable(output_dir)
     tuning = tune(study_spec, data, settings, space, machine=machine, log_dir=log_dir,
                   accept_changes=accept_changes, progress=progress, prepared=prepared, workers=workers,
-                  on_step=on_step)
+                  on_step=on_step, command_config=command_config)
     if on_tuned is not None:
         on_tuned(tuning)
     replicas = train_replicas(study_spec.study_name, study_spec.storage, output_dir, seeds, machine=machine,

@@ -14,7 +14,7 @@ from . import plots
 from .budget import BudgetCurve, budget_curve
 from .config import HParams, check_name
 from .errors import OutputError, StudyError
-from .grid import DEV_CLASS_F1_ATTR, REPLICAS_ATTR, PointStatus, point_status
+from .grid import CONFIG_ATTR, DEV_CLASS_F1_ATTR, REPLICAS_ATTR, PointStatus, point_status
 from .selection import Selection, select
 from .storage import load_study, open_storage, redact
 from .study import StudyRecord
@@ -125,7 +125,7 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
                                           output_dir / "replicas_test_f1.png", study_name))
         markdown = output_dir / "report.md"
         text = _markdown(study_name, storage_url, record, points, selection, budget, bool(curves), replicas, summary,
-                         _class_f1(study, selection))
+                         _class_f1(study, selection), study.user_attrs.get(CONFIG_ATTR))
         tmp = markdown.with_name(f".{markdown.name}.tmp-{os.getpid()}")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, markdown)
@@ -144,7 +144,7 @@ def _class_f1(study: optuna.Study, selection: Selection) -> dict[str, float]:
 
 def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: list[PointStatus],
               selection: Selection, budget: BudgetCurve | None, curves: bool, replicas: dict[str, Any] | None,
-              summary: Summary | None, class_f1: dict[str, float]) -> str:
+              summary: Summary | None, class_f1: dict[str, float], command_config: str | None) -> str:
     s = record.settings
     metric = record.objective
 
@@ -184,6 +184,9 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
         lines += ["## Learning curves", "", "![learning curves](learning_curves.png)", ""]
     if replicas and summary:
         lines += _replicas_markdown(replicas, summary)
+    if command_config:
+        lines += ["## Configuration", "", "The options of the last `tune`/`run` on this study, as a file "
+                  "`--config` reads back:", "", "```toml", command_config.rstrip(), "```", ""]
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .config import DataSpec, HParams, MachineSettings, Metric, SearchSpace, StudySpec, TrainSettings
 from .errors import ConfigError, SeqClfError
 from .grid import (
+    CONFIG_ATTR,
     DUPLICATE_ATTR,
     ERROR_ATTR,
     FAILED_RUN_ATTR,
@@ -73,13 +74,14 @@ class TuneResult:
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
          *, machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
          accept_changes: bool = False, progress: Progress | None = None, prepared: Prepared | None = None,
-         workers: int = 1, on_step: StepHook | None = None) -> TuneResult:
+         workers: int = 1, on_step: StepHook | None = None, command_config: str | None = None) -> TuneResult:
     """Run the grid study, or continue it: points already COMPLETE are never trained again.
 
     ``workers`` > 1 trains that many points at once, each in its own process, on the same study.
     ``progress`` gets one line per event (trial done, with ETA); ``on_step(done, total)`` is called after
-    every training step of a trial (single worker only). The calling process's settings (threads,
-    allocator, log levels, CUDA device) are left as they are.
+    every training step of a trial (single worker only). ``command_config`` (the command line's resolved
+    options, as a ``--config`` file) is stored on the study for ``report``. The calling process's settings
+    (threads, allocator, log levels, CUDA device) are left as they are.
     """
     if workers < 1:
         raise ConfigError(f"--workers must be 1 or more, got {workers}")
@@ -91,6 +93,8 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     storage = open_storage(study_spec.storage, create_dirs=True)
     record = StudyRecord.build(study_spec, data, settings, space, prepared.corpus.fingerprint)
     study = create_or_resume(study_spec, record, storage, accept_changes=accept_changes)
+    if command_config is not None:
+        study.set_user_attr(CONFIG_ATTR, command_config)
     with local_study_lock(study_spec.storage) as alone:
         recovered = recover_interrupted(study, alone=alone)
         if recovered:

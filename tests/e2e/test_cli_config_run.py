@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, ROOT
 from optuna_seqclf.cli import cli
-from optuna_seqclf.grid import RECORD_ATTR
+from optuna_seqclf.grid import CONFIG_ATTR, RECORD_ATTR
 
 
 def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) -> None:
@@ -32,3 +32,14 @@ def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) 
     replicas = sorted(p.name for p in (workdir / "models" / "quick-cpu").iterdir() if p.is_dir())
     assert [name.rsplit("_", 1)[1] for name in replicas] == ["1", "2"]
     assert not (workdir / "logs").exists()  # no-track = true in the file
+    # The study keeps the resolved options (the flag's metric over the file's default); report shows them.
+    kept = study.user_attrs[CONFIG_ATTR]
+    assert 'metric = "accuracy"' in kept and "batch-sizes = [16, 32]" in kept
+    (workdir / "kept.toml").write_text(kept, encoding="utf-8")
+    again = CliRunner().invoke(cli, ["config", "run", "--config", "kept.toml"])
+    assert again.exit_code == 0 and again.output == kept
+    reported = CliRunner().invoke(cli, ["report", "--study-name", "quick-cpu"])
+    assert reported.exit_code == 0, reported.output
+    markdown = (workdir / "reports" / "quick-cpu" / "report.md").read_text(encoding="utf-8")
+    assert "objective: dev accuracy" in markdown and "## Configuration" in markdown and kept.strip() in markdown
+    assert "Its dev F1 per class: 0 " in markdown
