@@ -45,7 +45,7 @@ class Prediction:
 class Evaluation:
     """Scores against known labels; examples whose label the model does not know are left out and counted."""
 
-    metrics: dict[str, float]  # f1 (macro), micro_f1, accuracy
+    metrics: dict[str, float]  # f1 (macro), micro_f1, accuracy, mcc
     examples: int
     unknown: int
     labels: tuple[str, ...]
@@ -59,7 +59,7 @@ class Evaluation:
 
 
 def metrics_from_confusion(matrix: np.ndarray) -> dict[str, float]:
-    """Macro-F1, micro-F1 and accuracy from a confusion matrix, as scikit-learn computes them from the labels
+    """Macro-F1, micro-F1, accuracy and MCC from a confusion matrix, as scikit-learn computes them from the labels
     (``train.classification_metrics``): the macro average runs over the labels that occur as truth or as a
     prediction, and a label with no true or no predicted example has F1 0. Empty when there is no example."""
     total = int(matrix.sum())
@@ -70,7 +70,11 @@ def metrics_from_confusion(matrix: np.ndarray) -> dict[str, float]:
     present = (truths + predicted) > 0
     f1 = np.divide(2 * hits, truths + predicted, out=np.zeros_like(hits), where=(truths + predicted) > 0)
     accuracy = float(hits.sum() / total)
-    return {"f1": float(f1[present].mean()), "micro_f1": accuracy, "accuracy": accuracy}
+    # Matthews' correlation, multi-class (Gorodkin 2004), as sklearn's matthews_corrcoef: 0 when undefined
+    cov_tp = hits.sum() * total - float(predicted @ truths)
+    cov_pp, cov_tt = total ** 2 - float(predicted @ predicted), total ** 2 - float(truths @ truths)
+    mcc = cov_tp / np.sqrt(cov_tt * cov_pp) if cov_tt * cov_pp > 0 else 0.0
+    return {"f1": float(f1[present].mean()), "micro_f1": accuracy, "accuracy": accuracy, "mcc": float(mcc)}
 
 
 class Predictor:
