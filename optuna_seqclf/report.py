@@ -35,11 +35,12 @@ class StudyOverview:
     best_f1: float | None  # mean over seeds when confirmed
     failed_runs: int = 0  # grid points whose model is no better than the majority class
     confirmed_seeds: int = 0  # seeds behind best_f1 (0: a single grid trial)
+    metric: str = "F1"  # what best_f1 is: the study's --metric (F1: macro-F1)
 
 
 def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
     try:
-        space = StudyRecord.from_study(study).space
+        record = StudyRecord.from_study(study)
     except StudyError:  # not ours: count its trials as they are
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -48,7 +49,7 @@ def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
                              sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
                              sum(t.state == optuna.trial.TrialState.RUNNING for t in trials), 0,
                              None, best.value if best else None)
-    points = point_status(study, space)
+    points = point_status(study, record.space)
     selection = select(study)
 
     def count(state: str) -> int:
@@ -57,7 +58,8 @@ def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
     failed_runs = sum(1 for p in points if p.result is not None and p.result.failed_run is not None)
     seeds = len(selection.confirmed[0].values) if selection.confirmed else 0
     return StudyOverview(study.study_name, storage_url, len(points), count("COMPLETE"), count("FAIL"),
-                         count("RUNNING"), count("PRUNED"), selection.point, selection.value, failed_runs, seeds)
+                         count("RUNNING"), count("PRUNED"), selection.point, selection.value, failed_runs, seeds,
+                         record.objective.short)
 
 
 def list_studies(storage_urls: list[str]) -> list[StudyOverview]:
@@ -73,8 +75,8 @@ def list_studies(storage_urls: list[str]) -> list[StudyOverview]:
 
 def studies_table(overviews: list[StudyOverview]) -> str:
     rows = [(o.name, f"{o.complete}/{o.points}", str(o.failed), str(o.failed_runs), str(o.running),
-             "-" if o.best_f1 is None else f"{o.best_f1:.4f}" + (f" ({o.confirmed_seeds} seeds)"
-                                                                 if o.confirmed_seeds else ""),
+             "-" if o.best_f1 is None else f"{o.best_f1:.4f}" + ("" if o.metric == "F1" else f" {o.metric}")
+             + (f" ({o.confirmed_seeds} seeds)" if o.confirmed_seeds else ""),
              "-" if o.best is None else f"{o.best.batch_size} {o.best.learning_rate:g}", o.storage)
             for o in overviews]
     return rst_table(rows, ("Study", "Done", "Failed", "Failed runs", "Running", "Best F1", "Best (bs lr)",

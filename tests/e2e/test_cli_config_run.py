@@ -43,3 +43,6 @@ def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) 
     markdown = (workdir / "reports" / "quick-cpu" / "report.md").read_text(encoding="utf-8")
     assert "objective: dev accuracy" in markdown and "## Configuration" in markdown and kept.strip() in markdown
     assert "Its dev F1 per class: 0 " in markdown
+    listed = CliRunner().invoke(cli, ["studies"])
+    assert listed.exit_code == 0, listed.output
+    assert re.search(r"\| quick-cpu \|.*\| \d\.\d{4} accuracy \|", listed.output), listed.output
