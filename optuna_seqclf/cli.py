@@ -71,9 +71,13 @@ def _print_tune_result(result: Any, model: str) -> None:
     for note in selection_notes(result.selection, result.points, result.metric):
         click.echo(note)
     for p in result.failed_points:
+        where = f"Not complete: batch size {p.point.batch_size}, learning rate {p.point.learning_rate!r}"
+        if p.state == "RUNNING":
+            click.echo(f"{where}: another worker is training it.", err=True)
+            continue
         reasons = "; ".join(dict.fromkeys(p.errors)) or p.state.lower()
-        click.echo(f"Not complete: batch size {p.point.batch_size}, learning rate {p.point.learning_rate!r} "
-                   f"({reasons}). Run `tune` again to retry (raise --max-retries if it was given up).", err=True)
+        click.echo(f"{where} ({reasons}). Run `tune` again to retry (raise --max-retries if it was given up).",
+                   err=True)
 
 
 def _print_replicas(result: Any) -> None:

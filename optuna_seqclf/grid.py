@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import HParams, SearchSpace
+from .storage import fail_stale_trials
 
 # --- the names stored on studies and trials (one owner) -----------------------------------------------
 RECORD_ATTR = "seqclf"  # study: the StudyRecord it was built from
@@ -263,6 +264,15 @@ def next_point(study: optuna.Study, space: SearchSpace, max_retries: int) -> HPa
     return False
 
 
+def incomplete_grid(study: optuna.Study, space: SearchSpace) -> str | None:
+    """Which grid points have no result, in words (None: every point has one)."""
+    missing = [p for p in point_status(study, space) if not p.finished]
+    if not missing:
+        return None
+    listed = "; ".join(f"{p.point.batch_size} {p.point.learning_rate:g} ({p.state.lower()})" for p in missing)
+    return f"{len(missing)} of {len(space)} points have no result ({listed})"
+
+
 def recover_interrupted(study: optuna.Study, *, alone: bool) -> list[int]:
     """Fail RUNNING trials of dead workers so their points are retried; return their numbers.
 
@@ -274,5 +284,5 @@ def recover_interrupted(study: optuna.Study, *, alone: bool) -> list[int]:
         for t in stale:
             study.tell(t.number, state=TrialState.FAIL)
         return [t.number for t in stale]
-    optuna.storages.fail_stale_trials(study)
+    fail_stale_trials(study)
     return []

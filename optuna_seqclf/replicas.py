@@ -18,13 +18,13 @@ import numpy as np
 from .config import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
 from .errors import OutputError, StudyError
 from .failed_runs import below_baseline_reason, failed_run_reason
-from .grid import REPLICAS_ATTR
+from .grid import REPLICAS_ATTR, incomplete_grid
 from .hooks import Progress, StepHook, silent
 from .inputs import Prepared, prepare
 from .interrupts import InterruptGate, gated_interrupts
 from .predict import COMPLETE_MARKER, SUMMARY_FILE, Predictor
 from .replica_files import read_results, remove_stale_temp, write_json_atomic, write_replica
-from .selection import select
+from .selection import Selection, select
 from .storage import load_study, open_storage
 from .study import StudyRecord
 from .summary import Summary
@@ -105,24 +105,23 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     ``replace_failed`` the next unused seed is trained in its place (at most ``len(seeds)`` times). The
     calling process's settings are left as they are.
     """
-    storage = open_storage(storage_url, must_exist=True)
-    study = load_study(study_name, storage, storage_url)
+    study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     record = StudyRecord.from_study(study)
     selection = select(study)
     best = selection.best
     if best is None:
         raise StudyError(f"study {study_name!r} has no COMPLETE trial yet; run `optuna-seqclf tune` to finish it")
     hp, machine = best.point, machine or MachineSettings()
+    if note := incomplete_grid(study, record.space):
+        progress(f"The grid of {study_name!r} is not complete: {note}; the best of the points done is used. "
+                 "Run `tune` to finish the grid first.")
     data = replace(record.data, data_dir=Path(data_dir)) if data_dir else record.data
     swapped = {"model": model, "tokenizer": tokenizer}
     settings = replace(record.settings, **{k: v for k, v in swapped.items() if v is not None})
     check_writable(output_dir)
     check_log_dir(log_dir)
     prepared = prepared or prepare(data, settings, machine)
-    evidence = (f"mean dev F1 {selection.value:.4f} over seeds {','.join(map(str, selection.confirmed[0].seeds))}"
-                if selection.confirmed else f"dev F1 {best.value:.4f}, trial {best.number}")
-    progress(f"Best configuration of {study_name!r}: batch size {hp.batch_size}, learning rate {hp.learning_rate!r} "
-             f"({evidence}); training {len(seeds)} replicas in {output_dir}")
+    progress(_best_line(study_name, selection, len(seeds), output_dir))
     job = _ReplicaJob(prepared, settings, machine, hp, record.task_name, make_tracker(log_dir, study_name), study_name)
 
     def folder(seed: int) -> Path:
@@ -142,6 +141,15 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     write_json_atomic(output_dir / SUMMARY_FILE, payload)
     study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(output_dir.resolve())})  # for `report`
     return out
+
+
+def _best_line(study_name: str, selection: Selection, replicas: int, output_dir: Path) -> str:
+    best = selection.best
+    assert best is not None
+    evidence = (f"mean dev score {selection.value:.4f} over seeds {','.join(map(str, selection.confirmed[0].seeds))}"
+                if selection.confirmed else f"dev score {best.value:.4f}, trial {best.number}")
+    return (f"Best configuration of {study_name!r}: batch size {best.point.batch_size}, learning rate "
+            f"{best.point.learning_rate!r} ({evidence}); training {replicas} replicas in {output_dir}")
 
 
 def _summary_json(out: ReplicasResult) -> dict[str, Any]:

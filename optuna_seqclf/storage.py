@@ -29,6 +29,41 @@ HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
 
 
+def heartbeat_settings() -> tuple[int, int]:
+    """(heartbeat interval, grace period) in seconds: a running trial whose worker sent no heartbeat for the
+    grace period is failed and its point trained again. ``SEQCLF_HEARTBEAT_INTERVAL`` and
+    ``SEQCLF_GRACE_PERIOD`` change them (every worker of a study should use the same; docs/studies.md)."""
+    values = []
+    for name, default in (("SEQCLF_HEARTBEAT_INTERVAL", HEARTBEAT_INTERVAL_S), ("SEQCLF_GRACE_PERIOD", GRACE_PERIOD_S)):
+        raw = os.environ.get(name, "")
+        try:
+            value = int(raw) if raw.strip() else default
+        except ValueError:
+            raise ConfigError(f"${name} {raw!r}: a whole number of seconds") from None
+        if value <= 0:
+            raise ConfigError(f"${name} {raw!r}: must be above 0")
+        values.append(value)
+    interval, grace = values
+    if grace <= interval:
+        raise ConfigError(f"$SEQCLF_GRACE_PERIOD ({grace} s) must be longer than the heartbeat interval ({interval} s)")
+    return interval, grace
+
+
+def fail_stale_trials(study: optuna.Study) -> None:
+    """Fail the RUNNING trials whose worker sent no heartbeat for the grace period (Optuna marks the call
+    experimental; it is how dead workers' points come back)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+def live_worker_wait_s() -> float:
+    """How long a worker with nothing left waits on points other workers hold: past it, a dead worker's trial
+    has gone stale (and is trained again), so a trial still running belongs to a live worker."""
+    interval, grace = heartbeat_settings()
+    return grace + 2 * interval
+
+
 def sqlite_path(url: str) -> Path | None:
     """The file behind a ``sqlite:///`` URL, or None for other storages and in-memory SQLite."""
     if not url.startswith("sqlite:"):
@@ -117,10 +152,8 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> 
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental"; they are how dead trials get failed
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return kind(
-                    url, engine_kwargs=engine_kwargs, heartbeat_interval=HEARTBEAT_INTERVAL_S,
-                    grace_period=GRACE_PERIOD_S,
-                )
+                interval, grace = heartbeat_settings()
+                return kind(url, engine_kwargs=engine_kwargs, heartbeat_interval=interval, grace_period=grace)
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError) as exc:
             racing = "already exists" in str(exc) or "duplicate key" in str(exc)
             if not racing or attempt == attempts - 1:

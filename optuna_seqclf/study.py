@@ -10,8 +10,8 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,20 +19,15 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import DataSpec, HParams, Metric, SearchSpace, StudySpec, TrainSettings
-from .confirm import WAIT, ConfirmPlan, next_confirmation
+from .confirm import ConfirmPlan
 from .errors import StudyError
 from .grid import (
-    DUPLICATE_ATTR,
     GRID_ORDER,
     POINT_ATTR,
     RECORD_ATTR,
-    enqueue_point,
     enqueue_untaken,
     grid_order,
-    next_point,
-    point_status,
 )
-from .interrupts import InterruptGate
 
 
 @dataclass(frozen=True)
@@ -217,73 +212,3 @@ def _wait_for_record(study: optuna.Study, timeout_s: float = 15.0) -> StudyRecor
             break  # trials that are not our queue: a study of somebody else's, never ours
         time.sleep(0.2)
     return StudyRecord.from_study(study)
-
-
-def next_step(study: optuna.Study, space: SearchSpace, plan: ConfirmPlan, max_retries: int
-              ) -> HParams | tuple[HParams, int] | str | bool | None:
-    """What a worker does next: True: train a queued trial; a point, or a (point, seed) of the
-    confirmation stage: enqueue it and train it; ``WAIT``: ask again soon; None: nothing is left."""
-    step = next_point(study, space, max_retries)
-    if step is not False:
-        return step
-    return next_confirmation(study, point_status(study, space), plan, max_retries)
-
-
-def _wait_for_others(study: optuna.Study, gate: InterruptGate, seconds: float = 2.0) -> None:
-    """Sleep a little (Ctrl-C still stops it); fail trials of workers whose heartbeat stopped."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        gate.check()
-        time.sleep(0.1)
-    optuna.storages.fail_stale_trials(study)
-
-
-@dataclass
-class LoopStats:
-    trained: int = 0
-    failed: list[int] = field(default_factory=list)
-    recovered: list[int] = field(default_factory=list)
-
-
-def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optuna.Trial], float],
-             max_retries: int, gate: InterruptGate, on_trial: Callable[[FrozenTrial], None] | None = None,
-             ) -> LoopStats:
-    """Train grid points one trial at a time until every point is complete or given up; then the
-    confirmation stage's (point, seed) runs, the same way.
-
-    ``objective`` should call ``gate.check`` while it trains (``Objective`` does, after every step).
-    """
-    stats = LoopStats()
-    ran: list[int] = []
-    plan = StudyRecord.from_study(study).confirm_plan()
-
-    def tracked(trial: optuna.Trial) -> float:
-        ran.append(trial.number)
-        gate.check()
-        return objective(trial)
-
-    while (step := next_step(study, space, plan, max_retries)) is not None:
-        gate.check()
-        if step == WAIT:  # the stage's points depend on grid trials other workers are running
-            _wait_for_others(study, gate)
-            continue
-        if isinstance(step, HParams):
-            enqueue_point(study, step)
-        elif isinstance(step, tuple):
-            enqueue_point(study, *step)
-        ran.clear()
-        # One trial per call: optimize() runs heartbeats and stale-trial checks for us, and marks the
-        # trial FAIL before re-raising KeyboardInterrupt. `catch` keeps a crash from ending the grid.
-        study.optimize(tracked, n_trials=1, catch=(Exception,), gc_after_trial=True)
-        gate.check()
-        if not ran:
-            continue
-        trial = study.get_trials(deepcopy=False)[ran[0]]
-        if DUPLICATE_ATTR in trial.user_attrs:
-            continue
-        stats.trained += 1
-        if trial.state == TrialState.FAIL:
-            stats.failed.append(trial.number)
-        if on_trial is not None:
-            on_trial(trial)
-    return stats

@@ -11,6 +11,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .config import DataSpec, HParams, MachineSettings, Metric, SearchSpace, StudySpec, TrainSettings
+from .confirm import ConfirmPlan
 from .errors import ConfigError, SeqClfError
 from .grid import (
     CONFIG_ATTR,
@@ -28,20 +29,13 @@ from .grid import (
 from .hooks import Progress, StepHook, silent
 from .inputs import Prepared, prepare
 from .interrupts import gated_interrupts
+from .loop import LoopStats, next_step, run_grid
 from .model import assign_device
 from .objective import Objective
 from .runtime import configure_process, exit_now
 from .selection import Selection, select
 from .storage import load_study, local_study_lock, open_storage
-from .study import (
-    LoopStats,
-    StudyRecord,
-    create_or_resume,
-    grid_sampler,
-    make_pruner,
-    next_step,
-    run_grid,
-)
+from .study import StudyRecord, create_or_resume, grid_sampler, make_pruner
 from .tracking import check_log_dir, make_tracker
 
 
@@ -99,28 +93,40 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
         recovered = recover_interrupted(study, alone=alone)
         if recovered:
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
-        todo = sum(1 for p in point_status(study, space) if not p.finished)
         plan = StudyRecord.from_study(study).confirm_plan()
-        if next_step(study, space, plan, study_spec.max_retries) is None:
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if next_step(study, space, plan, study_spec.max_retries) is None and not running:
             progress(f"Study {study_spec.study_name!r}: all {len(space)} grid points are complete"
                      + (" and confirmed" if plan.active else "") + "; nothing to train")
             stats = LoopStats()
         else:
-            seeds = ", ".join(map(str, plan.seeds))
-            doing = (f"training {todo}" + (f"; then the top {plan.top} again with seeds {seeds}" if plan.active else "")
-                     if todo else f"confirming the top {plan.top} with seeds {seeds}")
-            progress(f"Study {study_spec.study_name!r} in {study_spec.storage}: {len(space) - todo}/{len(space)} "
-                     f"points done, {doing}" + (f" ({workers} workers)" if workers > 1 else ""))
+            progress(_plan_line(study, study_spec, space, plan, workers))
             if workers == 1:
                 stats = _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress,
                                       workers=1, on_step=on_step)
             else:
                 stats = _run_workers(study, study_spec, data, space, settings, machine, log_dir, progress, workers)
         stats.recovered = recovered
+    _say_left_to_others(stats, progress)
     selection = select(study, study_spec.max_retries)
     study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
     return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
                       StudyRecord.from_study(study).objective)
+
+
+def _plan_line(study: optuna.Study, spec: StudySpec, space: SearchSpace, plan: ConfirmPlan, workers: int) -> str:
+    todo = sum(1 for p in point_status(study, space) if not p.finished)
+    seeds = ", ".join(map(str, plan.seeds))
+    doing = (f"training {todo}" + (f"; then the top {plan.top} again with seeds {seeds}" if plan.active else "")
+             if todo else f"confirming the top {plan.top} with seeds {seeds}")
+    return (f"Study {spec.study_name!r} in {spec.storage}: {len(space) - todo}/{len(space)} points done, {doing}"
+            + (f" ({workers} workers)" if workers > 1 else ""))
+
+
+def _say_left_to_others(stats: LoopStats, progress: Progress) -> None:
+    if stats.left_to_others:
+        progress(f"{len(stats.left_to_others)} trial(s) {stats.left_to_others} are being trained by other workers "
+                 "whose heartbeats are live: they will finish them (`optuna-seqclf studies` shows when)")
 
 
 def study_result(study_name: str, storage_url: str) -> TuneResult:
