@@ -10,8 +10,8 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 
-from .errors import ConfigError, DashboardError
-from .storage import open_storage, redact
+from .errors import ConfigError, DashboardError, redact
+from .storage import open_storage
 
 
 def check_port(host: str, port: int) -> None:

@@ -39,3 +39,12 @@ def first_line(exc: BaseException) -> str:
     """The first non-blank line of an exception's message (library errors are often multi-line)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else type(exc).__name__
+
+
+def redact(url: str) -> str:
+    """A storage URL fit for a message: its password replaced by ***."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
+    return url

@@ -13,10 +13,10 @@ import optuna
 from . import plots
 from .budget import BudgetCurve, budget_curve
 from .config import HParams, check_name
-from .errors import OutputError, StudyError
+from .errors import OutputError, StudyError, redact
 from .grid import CONFIG_ATTR, DEV_CLASS_F1_ATTR, REPLICAS_ATTR, PointStatus, point_status
 from .selection import Selection, select
-from .storage import load_study, open_storage, redact
+from .storage import load_study, open_storage
 from .study import StudyRecord
 from .summary import Summary
 from .tables import grid_table, mean_std, rst_table, selection_notes

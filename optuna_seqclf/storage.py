@@ -1,7 +1,8 @@
 """Where studies live: storage URLs, SQLite checks and WAL mode, password redaction, local locks.
 
 Optuna's RDB storage is opened here and nowhere else, with heartbeats on (how trials of dead workers get
-failed on PostgreSQL) and one-line ``StudyError``s for every way a storage can be unusable.
+failed on PostgreSQL), calls retried through database restarts (``reconnect``) and one-line ``StudyError``s
+for every way a storage can be unusable.
 
 On SQLite a WAITING trial is claimed under an exclusive ``flock`` (``SQLiteStorage``): Optuna's claim reads
 the trial's state and then writes RUNNING, and pysqlite runs that read outside the write's transaction
@@ -23,7 +24,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .errors import ConfigError, StudyError, first_line
+from .errors import ConfigError, StudyError, first_line, redact
+from .reconnect import ResilientStorage
 
 HEARTBEAT_INTERVAL_S = 30
 GRACE_PERIOD_S = 120
@@ -108,7 +110,11 @@ def open_storage(url: str, *, create_dirs: bool = False, must_exist: bool = Fals
         # Several local workers write to one file: wait for the lock instead of failing.
         engine_kwargs = {"connect_args": {"timeout": 60}}
     else:
-        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True}
+        # A worker holds at most 2 connections at once (its trials, its heartbeat thread): a small pool keeps
+        # N workers well under the server's max_connections. Pings before use and recycling under an hour
+        # replace connections a restart or an idle timeout dropped (optuna#5600, #622).
+        engine_kwargs = {"connect_args": {"connect_timeout": 10}, "pool_pre_ping": True, "pool_size": 2,
+                         "max_overflow": 2, "pool_recycle": 1800}
     try:
         storage = _rdb_storage(url, engine_kwargs)
         if path is not None:
@@ -121,7 +127,7 @@ def open_storage(url: str, *, create_dirs: bool = False, must_exist: bool = Fals
         raise StudyError(f"--storage {redact(url)}: cannot open the storage ({first_line(exc)})") from None
 
 
-class SQLiteStorage(optuna.storages.RDBStorage):
+class SQLiteStorage(ResilientStorage):
     """An RDBStorage whose WAITING -> RUNNING claim is atomic across the processes sharing the file.
 
     Measured before this class: 4 processes popping 200 queued trials from one SQLite study claimed 227,
@@ -147,7 +153,7 @@ def _rdb_storage(url: str, engine_kwargs: dict[str, Any], attempts: int = 6) -> 
     """RDBStorage, retried when another worker is creating the same tables at the same moment."""
     import sqlalchemy.exc
 
-    kind = SQLiteStorage if url.startswith("sqlite:") else optuna.storages.RDBStorage
+    kind = SQLiteStorage if url.startswith("sqlite:") else ResilientStorage
     for attempt in range(attempts):
         try:
             with warnings.catch_warnings():  # heartbeats are "experimental"; they are how dead trials get failed
@@ -171,14 +177,6 @@ def _use_wal(path: Path) -> None:
 
     with contextlib.closing(sqlite3.connect(path, timeout=60)) as con:
         con.execute("PRAGMA journal_mode=WAL")
-
-
-def redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
-    return url
 
 
 @contextlib.contextmanager

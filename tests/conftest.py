@@ -143,35 +143,53 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class ThrowawayPostgres:
+    """A PostgreSQL cluster on 127.0.0.1 in a temporary folder (as user `nobody` when the tests run as root),
+    which a test may stop, start and restart."""
+
+    def __init__(self, max_connections: int = 100) -> None:
+        bindir = _pg_bin()
+        if bindir is None:
+            pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's postgresql package")
+        self.bindir, self.base = bindir, Path(tempfile.mkdtemp(prefix="seqclf-pg-"))
+        self.prefix: list[str] = []
+        if os.geteuid() == 0:
+            user = pwd.getpwnam("nobody")
+            os.chown(self.base, user.pw_uid, user.pw_gid)
+            self.prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+        self.port, self.data = free_port(), self.base / "data"
+        self.options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
+                        f"-c max_connections={max_connections}")
+        self._pg("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        self._pg("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "seqclf")
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/seqclf"
+
+    def _pg(self, tool: str, *args: str) -> None:
+        subprocess.run([*self.prefix, str(self.bindir / tool), *args], check=True, capture_output=True, timeout=120,
+                       env={**os.environ, "HOME": str(self.base)})
+
+    def start(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-l", str(self.base / "server.log"), "-w", "-o", self.options,
+                 "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def close(self) -> None:
+        subprocess.run([*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
+                       capture_output=True, timeout=60)
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on 127.0.0.1 (as user `nobody` when the tests run as root)."""
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.fail("PostgreSQL server binaries (initdb, pg_ctl) not found; install Debian's postgresql package")
-    base = Path(tempfile.mkdtemp(prefix="seqclf-pg-"))
-    prefix: list[str] = []
-    if os.geteuid() == 0:
-        user = pwd.getpwnam("nobody")
-        os.chown(base, user.pw_uid, user.pw_gid)
-        prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-    port = free_port()
-    data, log = base / "data", base / "server.log"
-
-    def pg(*args: str) -> None:
-        subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120,
-                       env={**os.environ, "HOME": str(base)})
-
-    pg(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    pg(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o",
-       f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections=100", "start")
+    """A throwaway PostgreSQL server shared by the tests that only need a database."""
+    server = ThrowawayPostgres()
     try:
-        pg(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "seqclf")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/seqclf"
+        yield server.url
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
-        shutil.rmtree(base, ignore_errors=True)
+        server.close()
 
 
 def states(db: Path) -> list[str]:

@@ -1,0 +1,103 @@
+"""Riding through database restarts: storage calls that lose their connection are retried with back-off.
+
+PostgreSQL restarts for maintenance, drops idle connections, or is unreachable for a while; a worker should
+neither crash nor lose a finished trial then. The pool pings a connection before using it (``pool_pre_ping``),
+so a retried call gets a fresh one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import optuna
+
+from .errors import ConfigError, StudyError, first_line, redact
+
+DB_RETRY_S = 600  # how long a worker keeps retrying an unreachable database before it gives up
+
+
+def db_retry_s() -> float:
+    """``SEQCLF_DB_RETRY_S`` or 600: past it, a worker stops with a one-line error (its study resumes later)."""
+    raw = os.environ.get("SEQCLF_DB_RETRY_S", "")
+    try:
+        return float(raw) if raw.strip() else DB_RETRY_S
+    except ValueError:
+        raise ConfigError(f"$SEQCLF_DB_RETRY_S {raw!r}: a number of seconds") from None
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    """The database went away (restart, network, dropped idle connection), as opposed to a bad query."""
+    import sqlalchemy.exc
+
+    while exc is not None:
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
+            return True
+        exc = exc.__cause__  # type: ignore[assignment]
+    return False
+
+
+class ResilientStorage(optuna.storages.RDBStorage):
+    """An RDBStorage that rides through a database restart: a call that loses its connection is retried with
+    back-off (the pool pings connections before use, so the retry gets a fresh one) until it succeeds or
+    ``db_retry_s`` has passed since the database was last reachable; then it raises a one-line StudyError, and
+    every later call fails at once, so the worker exits and its study resumes when run again.
+
+    Writes are safe to repeat: a state change whose commit reached the server before the connection dropped
+    is recognised when repeated (the trial already has that state), and a trial created twice is a duplicate
+    the grid's owner check prunes.
+    """
+
+    _unreachable_since: float | None = None
+    _gave_up: str | None = None
+
+    def _retrying(self, name: str, call: Any) -> Any:
+        if self._gave_up is not None:
+            raise StudyError(self._gave_up)
+        delay, retried = 0.5, False
+        while True:
+            try:
+                result = call()
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if not retried:
+                    raise
+                return True  # our first attempt committed before its connection dropped
+            except Exception as exc:
+                if not _connection_lost(exc):
+                    raise
+                now = time.monotonic()
+                self._unreachable_since = self._unreachable_since or now
+                if now - self._unreachable_since > db_retry_s():
+                    self._gave_up = (f"the storage {redact(self.url)} has been unreachable for {db_retry_s():.0f} s "
+                                     f"({first_line(exc)}); run `tune` again once it is back: the study resumes")
+                    raise StudyError(self._gave_up) from None
+                time.sleep(delay)
+                delay, retried = min(delay * 2, 10.0), True
+                continue
+            self._unreachable_since = None
+            return result
+
+
+def _retried(name: str) -> Any:
+    method = getattr(optuna.storages.RDBStorage, name)
+
+    def wrapper(self: ResilientStorage, *args: Any, **kwargs: Any) -> Any:
+        return self._retrying(name, lambda: method(self, *args, **kwargs))
+
+    wrapper.__name__ = name
+    return wrapper
+
+
+# Every call that talks to the database (Optuna 4-5's RDBStorage); the heartbeat thread's too.
+for _name in ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
+              "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
+              "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies",
+              "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
+              "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
+              "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
+              "record_heartbeat", "_get_stale_trial_ids"):
+    if hasattr(optuna.storages.RDBStorage, _name):
+        setattr(ResilientStorage, _name, _retried(_name))

@@ -1,0 +1,116 @@
+"""Riding through database outages: retried with back-off, a finished trial recorded once the database is
+back, a one-line error past the deadline; and a real PostgreSQL restart (and a 30 s stop) under 2 workers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+import sqlalchemy.exc
+from optuna.trial import TrialState
+
+from conftest import EXAMPLE_DATA, ThrowawayPostgres
+from optuna_seqclf.errors import StudyError
+from optuna_seqclf.storage import open_storage
+
+
+def _lost() -> sqlalchemy.exc.OperationalError:
+    return sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+
+
+def _storage(tmp_path: Path):  # type: ignore[no-untyped-def]
+    return open_storage(f"sqlite:///{tmp_path / 's.db'}")
+
+
+def test_lost_connection_is_retried_until_it_works(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    calls = []
+
+    def flaky() -> int:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise optuna.exceptions.StorageInternalError("commit failed") from _lost()
+        return 42
+
+    assert storage._retrying("get_trial", flaky) == 42
+    assert len(calls) == 3 and calls[2] - calls[1] > calls[1] - calls[0]  # back-off
+
+
+def test_a_repeated_state_change_that_had_committed_is_success(tmp_path: Path) -> None:
+    storage = _storage(tmp_path)
+    attempts = []
+
+    def commit_then_lose() -> bool:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise _lost()  # the commit reached the server; the answer did not
+        raise optuna.exceptions.UpdateFinishedTrialError("Trial#0 has already finished")
+
+    assert storage._retrying("set_trial_state_values", commit_then_lose) is True
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # without a lost connection: a real error
+        storage._retrying("set_trial_state_values", lambda: (_ for _ in ()).throw(
+            optuna.exceptions.UpdateFinishedTrialError("finished")))
+
+
+def test_gives_up_after_the_deadline_with_one_line_then_fails_fast(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQCLF_DB_RETRY_S", "1")
+    storage = _storage(tmp_path)
+
+    def down() -> None:
+        raise _lost()
+
+    with pytest.raises(StudyError) as info:
+        storage._retrying("get_trial", down)
+    message = str(info.value)
+    assert "has been unreachable for 1 s" in message and "run `tune` again" in message and "\n" not in message
+    started = time.monotonic()
+    with pytest.raises(StudyError):
+        storage._retrying("get_trial", lambda: 1)  # the worker is stopping: no second wait
+    assert time.monotonic() - started < 0.5
+
+
+
+def test_other_errors_are_raised_at_once(tmp_path: Path) -> None:
+    calls = []
+
+    def bad() -> None:
+        calls.append(1)
+        raise ValueError("bad value")
+
+    with pytest.raises(ValueError):
+        _storage(tmp_path)._retrying("get_trial", bad)
+    assert calls == [1]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_restart_and_a_30s_stop_under_two_workers(workdir: Path, tiny_model: Path) -> None:
+    server = ThrowawayPostgres()
+    try:
+        cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
+               "--study-name", "pg", "--storage", server.url, "--epochs", "3", "--workers", "2", "--no-track",
+               "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6"]
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(15)  # start-up and the first trials
+        server.stop()
+        server.start()  # a restart
+        time.sleep(5)
+        server.stop()
+        time.sleep(30)  # a 30 s stop: trials finish while the database is down
+        server.start()
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "Best Configuration is" in out
+        trials = optuna.load_study(study_name="pg", storage=server.url).get_trials()
+        complete = Counter((t.params["batch_size"], t.params["learning_rate"])
+                           for t in trials if t.state == TrialState.COMPLETE)
+        assert len(complete) == 12 and set(complete.values()) == {1}, complete
+        assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.FAIL)]
+    finally:
+        server.close()
