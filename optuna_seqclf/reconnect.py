@@ -91,13 +91,16 @@ def _retried(name: str) -> Any:
     return wrapper
 
 
-# Every call that talks to the database (Optuna 4-5's RDBStorage); the heartbeat thread's too.
+# Every call that talks to the database (Optuna 4-5's RDBStorage), the heartbeat thread's too; a name a
+# version lacks is skipped.
 for _name in ("create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
               "get_study_id_from_name", "get_study_name_from_id", "get_study_directions", "get_study_user_attrs",
               "get_study_system_attrs", "get_trial_user_attrs", "get_trial_system_attrs", "get_all_studies",
               "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
               "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
               "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
-              "record_heartbeat", "_get_stale_trial_ids"):
+              "record_heartbeat", "_get_stale_trial_ids",
+              # what Optuna's _CachedStorage (in front of every RDBStorage a Study uses) calls directly
+              "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials"):
     if hasattr(optuna.storages.RDBStorage, _name):
         setattr(ResilientStorage, _name, _retried(_name))

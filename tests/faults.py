@@ -27,10 +27,12 @@ class Cluster:
     study: str = "faults"
     grid: tuple[str, ...] = ("--batch-sizes", "8,16,32", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6,1e-6,5e-4")
     epochs: int = 2
-    heartbeat: int = 2  # seconds; grace = 3 x heartbeat: a killed worker's point comes back within seconds
+    heartbeat: int = 2  # seconds; grace = 3 x heartbeat (unless given): a killed worker's point comes back soon
+    grace: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     jobs: list[subprocess.Popen[str]] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
+    _db: optuna.storages.RDBStorage | None = None
 
     def start(self, workers: int, *extra: str) -> subprocess.Popen[str]:
         """One `tune` command with ``workers`` worker processes, as one node of a job would run it."""
@@ -38,7 +40,7 @@ class Cluster:
                "--study-name", self.study, "--storage", self.storage, "--epochs", str(self.epochs),
                "--workers", str(workers), "--threads", "1", "--no-track", *self.grid, *extra]
         env = {**os.environ, "SEQCLF_HEARTBEAT_INTERVAL": str(self.heartbeat),
-               "SEQCLF_GRACE_PERIOD": str(3 * self.heartbeat), **self.env}
+               "SEQCLF_GRACE_PERIOD": str(self.grace or 3 * self.heartbeat), **self.env}
         job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                                start_new_session=True)
         self.jobs.append(job)
@@ -66,8 +68,10 @@ class Cluster:
         return out
 
     def trials(self) -> list[optuna.trial.FrozenTrial]:
+        if self._db is None:  # one engine for every look (each new one would keep connections open)
+            self._db = optuna.storages.RDBStorage(self.storage, engine_kwargs={"pool_pre_ping": True})
         try:
-            return optuna.load_study(study_name=self.study, storage=self.storage).get_trials()
+            return optuna.load_study(study_name=self.study, storage=self._db).get_trials()
         except KeyError:  # not created yet
             return []
 
