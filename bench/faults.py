@@ -58,14 +58,14 @@ def _running(cluster) -> dict[int, tuple[int, float]]:  # type: ignore[no-untype
 
 
 def _retry_delays(cluster, held: dict[int, tuple[int, float]], at: float) -> list[float]:  # type: ignore[no-untyped-def]
-    """For each trial RUNNING at a kill that did not complete: seconds from the kill to the next trial of its point."""
+    """For each trial RUNNING at a kill that ended failed: seconds from the kill to the next trial of its point."""
     from optuna.trial import TrialState
 
     trials = {t.number: t for t in cluster.trials()}
     delays = []
     for number, point in held.items():
-        if trials[number].state == TrialState.COMPLETE:
-            continue  # it finished before the signal landed
+        if trials[number].state != TrialState.FAIL:
+            continue  # it finished before the signal landed (or was a duplicate claim, pruned)
         later = [t.datetime_start.timestamp() for t in trials.values() if t.number > number and t.datetime_start
                  and (t.params.get("batch_size"), t.params.get("learning_rate")) == point]
         delays.append(min(later) - at if later else float("nan"))
