@@ -51,11 +51,14 @@ def _machine(device: str | None, precision: str, eval_batch_size: int, threads: 
 
 
 def _command_config() -> str:
-    """This command's resolved options as a --config file: the study keeps it, `report` shows it."""
+    """This command's resolved options as a --config file: the study keeps it, `report` shows it (so a
+    storage password is replaced by ***)."""
     from .cli_config import resolved_config
+    from .errors import redact
 
     ctx = click.get_current_context()
-    return resolved_config(ctx.command, ctx.params, "optuna-seqclf")
+    params = {**ctx.params, "storage": redact(ctx.params["storage"]) if ctx.params.get("storage") else None}
+    return resolved_config(ctx.command, params, "optuna-seqclf")
 
 
 def _print_tune_result(result: Any, model: str) -> None:

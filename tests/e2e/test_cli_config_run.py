@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import optuna
+import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, ROOT
@@ -46,3 +47,14 @@ def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) 
     listed = CliRunner().invoke(cli, ["studies"])
     assert listed.exit_code == 0, listed.output
     assert re.search(r"\| quick-cpu \|.*\| \d\.\d{4} accuracy \|", listed.output), listed.output
+
+
+@pytest.mark.postgres
+def test_the_kept_options_hide_the_storage_password(workdir: Path, tiny_model: Path, postgres_url: str) -> None:
+    storage = postgres_url.replace("postgres@", "postgres:sekrit@")  # the test server trusts any password
+    result = CliRunner().invoke(cli, ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--storage", storage,
+                                      "--study-name", "pw", "--batch-sizes", "8", "--learning-rates", "1e-3",
+                                      "--epochs", "1", "--no-track", "--quiet"])
+    assert result.exit_code == 0, result.output
+    kept = optuna.load_study(study_name="pw", storage=postgres_url).user_attrs[CONFIG_ATTR]
+    assert "sekrit" not in kept and "postgres:***@" in kept
