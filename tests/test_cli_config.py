@@ -97,3 +97,13 @@ def test_examples_read(example: str) -> None:
     if example == "reference.toml":
         assert tune["batch-sizes"] == "[8, 16, 32]" and tune["epochs"] == "4.0" and tune["seed"] == "1"
         assert len(tune["learning-rates"].split(",")) == 12 and train["seeds"] == "[1, 2, 3, 4, 5]"
+
+
+def test_predict_takes_its_model_from_its_own_section_only(tmp_path: Path) -> None:
+    path = _config(tmp_path / "c.toml", 'model = "pretrained/minilm"\ntext-column = "text"\n'
+                                        '[predict]\ninput = "new.csv"\n')
+    result = CliRunner().invoke(cli, ["config", "predict", "--config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "# model = (required)" in result.output  # the trained model to predict with is not tune's --model
+    assert 'input = "new.csv"' in result.output and 'text-column = "text"' in result.output
+    assert _resolved("tune", "d", "--config", str(path))["model"] == '"pretrained/minilm"'
