@@ -3,6 +3,7 @@ back, a one-line error past the deadline; and a real PostgreSQL restart (and a 3
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -114,3 +115,42 @@ def test_postgres_restart_and_a_30s_stop_under_two_workers(workdir: Path, tiny_m
         assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.FAIL)]
     finally:
         server.close()
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_past_the_deadline_a_worker_stops_with_one_line_and_the_study_resumes(workdir: Path,
+                                                                               tiny_model: Path) -> None:
+    server = ThrowawayPostgres()
+    try:
+        cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
+               "--study-name", "pg", "--storage", server.url, "--epochs", "3", "--no-track",
+               "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6"]
+        env = {**os.environ, "SEQCLF_DB_RETRY_S": "5"}
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 300
+        while _complete(server.url) < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        server.stop()
+        _, err = proc.communicate(timeout=300)
+        server.start()
+        assert proc.returncode == 1, err
+        errors = [line for line in err.splitlines() if line.startswith("Error:")]
+        assert len(errors) == 1 and "has been unreachable for 5 s" in errors[0], err
+        assert "Traceback" not in err
+        again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+        assert again.returncode == 0, again.stderr
+        trials = optuna.load_study(study_name="pg", storage=server.url).get_trials()
+        complete = Counter((t.params["batch_size"], t.params["learning_rate"])
+                           for t in trials if t.state == TrialState.COMPLETE)
+        assert len(complete) == 12 and set(complete.values()) == {1}, complete
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+    finally:
+        server.close()
+
+
+def _complete(url: str) -> int:
+    try:
+        return len(optuna.load_study(study_name="pg", storage=url).get_trials(states=(TrialState.COMPLETE,)))
+    except KeyError:
+        return 0
