@@ -180,9 +180,6 @@ class DataSpec:
             if not col or not col.strip():
                 raise ConfigError(f"{what} must not be empty")
 
-    def split_path(self, split: str) -> Path:
-        return self.data_dir / f"{split}.txt"
-
 
 @dataclass(frozen=True)
 class TrainSettings:

@@ -54,7 +54,7 @@ class ResilientStorage(optuna.storages.RDBStorage):
     _unreachable_since: float | None = None
     _gave_up: str | None = None
 
-    def _retrying(self, name: str, call: Any) -> Any:
+    def _retrying(self, call: Any) -> Any:
         if self._gave_up is not None:
             raise StudyError(self._gave_up)
         delay, retried = 0.5, False
@@ -85,7 +85,7 @@ def _retried(name: str) -> Any:
     method = getattr(optuna.storages.RDBStorage, name)
 
     def wrapper(self: ResilientStorage, *args: Any, **kwargs: Any) -> Any:
-        return self._retrying(name, lambda: method(self, *args, **kwargs))
+        return self._retrying(lambda: method(self, *args, **kwargs))
 
     wrapper.__name__ = name
     return wrapper

@@ -38,7 +38,7 @@ def test_lost_connection_is_retried_until_it_works(tmp_path: Path) -> None:
             raise optuna.exceptions.StorageInternalError("commit failed") from _lost()
         return 42
 
-    assert storage._retrying("get_trial", flaky) == 42
+    assert storage._retrying(flaky) == 42
     assert len(calls) == 3 and calls[2] - calls[1] > calls[1] - calls[0]  # back-off
 
 
@@ -52,9 +52,9 @@ def test_a_repeated_state_change_that_had_committed_is_success(tmp_path: Path) -
             raise _lost()  # the commit reached the server; the answer did not
         raise optuna.exceptions.UpdateFinishedTrialError("Trial#0 has already finished")
 
-    assert storage._retrying("set_trial_state_values", commit_then_lose) is True
+    assert storage._retrying(commit_then_lose) is True
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):  # without a lost connection: a real error
-        storage._retrying("set_trial_state_values", lambda: (_ for _ in ()).throw(
+        storage._retrying(lambda: (_ for _ in ()).throw(
             optuna.exceptions.UpdateFinishedTrialError("finished")))
 
 
@@ -67,12 +67,12 @@ def test_gives_up_after_the_deadline_with_one_line_then_fails_fast(tmp_path: Pat
         raise _lost()
 
     with pytest.raises(StudyError) as info:
-        storage._retrying("get_trial", down)
+        storage._retrying(down)
     message = str(info.value)
     assert "has been unreachable for 1 s" in message and "run `tune` again" in message and "\n" not in message
     started = time.monotonic()
     with pytest.raises(StudyError):
-        storage._retrying("get_trial", lambda: 1)  # the worker is stopping: no second wait
+        storage._retrying(lambda: 1)  # the worker is stopping: no second wait
     assert time.monotonic() - started < 0.5
 
 
@@ -85,7 +85,7 @@ def test_other_errors_are_raised_at_once(tmp_path: Path) -> None:
         raise ValueError("bad value")
 
     with pytest.raises(ValueError):
-        _storage(tmp_path)._retrying("get_trial", bad)
+        _storage(tmp_path)._retrying(bad)
     assert calls == [1]
 
 
