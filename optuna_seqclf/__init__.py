@@ -39,7 +39,7 @@ from .selection import ConfirmedPoint, Selection
 from .summary import MetricSummary, Summary
 from .tuning import TuneResult, study_result, tune
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 __all__ = [
     "ConfigError",

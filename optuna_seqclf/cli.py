@@ -116,7 +116,8 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
          pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool, text_column: str,
          label_column: str, text_pair_column: str | None, eval_batch_size: int, threads: int | None,
          device: str | None, precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
-    """Grid-search batch size x learning rate on DATA_DIR (train/dev/test.txt); resumes if re-run."""
+    """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
+    Parquet, or a saved DatasetDict); resumes if re-run."""
     from .tuning import tune as tune_study
 
     space = SearchSpace(batch_sizes, learning_rates)
