@@ -13,6 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import HParams, SearchSpace
 from .confirm import WAIT, ConfirmPlan, next_confirmation
+from .errors import StudyError
 from .grid import DUPLICATE_ATTR, enqueue_point, next_point, point_status
 from .interrupts import InterruptGate
 from .storage import fail_stale_trials, live_worker_wait_s
@@ -66,6 +67,21 @@ class _Idle:
         return True
 
 
+def _optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float]) -> None:
+    """One trial through ``optimize``. When the storage gives up mid-bookkeeping (``reconnect``), Optuna's own
+    clean-up can fail on top of it (Optuna 5.1 raises UnboundLocalError in ``_run_trial``): the storage's
+    one-line StudyError is what the user should see, so it is raised instead."""
+    try:
+        study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
+    except Exception as exc:
+        cause: BaseException | None = exc
+        while cause is not None and not isinstance(cause, StudyError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is None or cause is exc:
+            raise
+        raise cause from None
+
+
 def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optuna.Trial], float],
              max_retries: int, gate: InterruptGate, on_trial: Callable[[FrozenTrial], None] | None = None,
              ) -> LoopStats:
@@ -99,7 +115,7 @@ def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optun
         ran.clear()
         # One trial per call: optimize() runs heartbeats and stale-trial checks for us, and marks the
         # trial FAIL before re-raising KeyboardInterrupt. `catch` keeps a crash from ending the grid.
-        study.optimize(tracked, n_trials=1, catch=(Exception,), gc_after_trial=True)
+        _optimize_one(study, tracked)
         gate.check()
         if not ran:
             continue

@@ -7,6 +7,7 @@ so a retried call gets a fresh one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Any
@@ -27,17 +28,24 @@ def db_retry_s() -> float:
         raise ConfigError(f"$SEQCLF_DB_RETRY_S {raw!r}: a number of seconds") from None
 
 
-def _connection_lost(exc: BaseException) -> bool:
-    """The database went away (restart, network, dropped idle connection), as opposed to a bad query."""
+def lost_connection(exc: BaseException) -> BaseException | None:
+    """The error saying the database went away (restart, network, dropped idle connection), anywhere in the
+    chain ``exc`` was raised from or while handling (Optuna re-raises it as StorageInternalError, sometimes
+    after a failed rollback); None for any other error, such as a bad query."""
     import sqlalchemy.exc
 
-    while exc is not None:
-        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            return True
-        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-            return True
-        exc = exc.__cause__  # type: ignore[assignment]
-    return False
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or (
+                isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated):
+            return err
+        todo += [err.__cause__, err.__context__]
+    return None
 
 
 class ResilientStorage(optuna.storages.RDBStorage):
@@ -66,19 +74,31 @@ class ResilientStorage(optuna.storages.RDBStorage):
                     raise
                 return True  # our first attempt committed before its connection dropped
             except Exception as exc:
-                if not _connection_lost(exc):
+                lost = lost_connection(exc)
+                if lost is None:
                     raise
+                self.remove_session()  # the thread's session may hold a transaction that died with the connection
                 now = time.monotonic()
                 self._unreachable_since = self._unreachable_since or now
                 if now - self._unreachable_since > db_retry_s():
                     self._gave_up = (f"the storage {redact(self.url)} has been unreachable for {db_retry_s():.0f} s "
-                                     f"({first_line(exc)}); run `tune` again once it is back: the study resumes")
+                                     f"({first_line(lost)}); run `tune` again once it is back: the study resumes")
                     raise StudyError(self._gave_up) from None
                 time.sleep(delay)
                 delay, retried = min(delay * 2, 10.0), True
                 continue
             self._unreachable_since = None
             return result
+
+
+def _record_heartbeat(self: ResilientStorage, trial_id: int) -> None:
+    """The heartbeat thread's call, retried too; once the storage gives up it stays silent (an exception in a
+    thread would print a traceback): the worker's main thread reports the outage, on one line."""
+    with contextlib.suppress(StudyError):
+        self._retrying(lambda: optuna.storages.RDBStorage.record_heartbeat(self, trial_id))
+
+
+ResilientStorage.record_heartbeat = _record_heartbeat  # type: ignore[method-assign]
 
 
 def _retried(name: str) -> Any:
@@ -99,7 +119,7 @@ for _name in ("create_new_study", "delete_study", "set_study_user_attr", "set_st
               "create_new_trial", "set_trial_param", "get_trial_param", "set_trial_state_values",
               "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr",
               "get_trial_id_from_study_id_trial_number", "get_trial", "get_all_trials", "get_best_trial",
-              "record_heartbeat", "_get_stale_trial_ids",
+              "_get_stale_trial_ids",
               # what Optuna's _CachedStorage (in front of every RDBStorage a Study uses) calls directly
               "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials"):
     if hasattr(optuna.storages.RDBStorage, _name):

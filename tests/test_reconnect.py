@@ -126,7 +126,7 @@ def test_past_the_deadline_a_worker_stops_with_one_line_and_the_study_resumes(wo
         cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
                "--study-name", "pg", "--storage", server.url, "--epochs", "3", "--no-track",
                "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6"]
-        env = {**os.environ, "SEQCLF_DB_RETRY_S": "5"}
+        env = {**os.environ, "SEQCLF_DB_RETRY_S": "5", "SEQCLF_HEARTBEAT_INTERVAL": "2", "SEQCLF_GRACE_PERIOD": "6"}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         deadline = time.monotonic() + 300
         while _complete(server.url) < 2 and time.monotonic() < deadline:
@@ -154,3 +154,25 @@ def _complete(url: str) -> int:
         return len(optuna.load_study(study_name="pg", storage=url).get_trials(states=(TrialState.COMPLETE,)))
     except KeyError:
         return 0
+
+
+def test_a_failed_rollback_after_a_lost_connection_is_a_lost_connection(tmp_path: Path) -> None:
+    """What Optuna raises when the server shuts a connection down mid-transaction: StorageInternalError from
+    PendingRollbackError, raised while handling the OperationalError."""
+    storage = _storage(tmp_path)
+    calls = []
+
+    def shut_down() -> int:
+        calls.append(1)
+        if len(calls) == 1:
+            try:
+                raise _lost()
+            except sqlalchemy.exc.OperationalError:
+                try:
+                    raise sqlalchemy.exc.PendingRollbackError("Can't reconnect until the transaction is rolled back")
+                except sqlalchemy.exc.PendingRollbackError as pending:
+                    raise optuna.exceptions.StorageInternalError("An exception is raised during the commit.") \
+                        from pending
+        return 7
+
+    assert storage._retrying(shut_down) == 7 and len(calls) == 2
