@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 
 class SeqClfError(Exception):
     """Root of every error this library raises on purpose (bad input, bad state)."""
@@ -48,3 +50,19 @@ def redact(url: str) -> str:
         creds, host = rest.rsplit("@", 1)
         return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return url
+
+
+def in_chain(exc: BaseException, test: Callable[[BaseException], bool]) -> BaseException | None:
+    """The first error ``test`` accepts in ``exc``'s chain: itself, what it was raised from, and what it was
+    raised while handling (``__cause__`` and ``__context__``, followed all the way)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if test(err):
+            return err
+        todo += [err.__cause__, err.__context__]
+    return None

@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from .config import HParams, SearchSpace
 from .confirm import WAIT, ConfirmPlan, next_confirmation
-from .errors import StudyError
+from .errors import StudyError, in_chain
 from .grid import DUPLICATE_ATTR, enqueue_point, next_point, point_status
 from .interrupts import InterruptGate
 from .storage import fail_stale_trials, live_worker_wait_s
@@ -74,9 +74,7 @@ def _optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float
     try:
         study.optimize(objective, n_trials=1, catch=(Exception,), gc_after_trial=True)
     except Exception as exc:
-        cause: BaseException | None = exc
-        while cause is not None and not isinstance(cause, StudyError):
-            cause = cause.__cause__ or cause.__context__
+        cause = in_chain(exc, lambda err: isinstance(err, StudyError))
         if cause is None or cause is exc:
             raise
         raise cause from None

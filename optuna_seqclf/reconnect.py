@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from .errors import ConfigError, StudyError, first_line, redact
+from .errors import ConfigError, StudyError, first_line, in_chain, redact
 
 DB_RETRY_S = 600  # how long a worker keeps retrying an unreachable database before it gives up
 
@@ -34,18 +34,8 @@ def lost_connection(exc: BaseException) -> BaseException | None:
     after a failed rollback); None for any other error, such as a bad query."""
     import sqlalchemy.exc
 
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        err = todo.pop()
-        if err is None or id(err) in seen:
-            continue
-        seen.add(id(err))
-        if isinstance(err, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)) or (
-                isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated):
-            return err
-        todo += [err.__cause__, err.__context__]
-    return None
+    return in_chain(exc, lambda err: isinstance(err, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+                    or (isinstance(err, sqlalchemy.exc.DBAPIError) and err.connection_invalidated))
 
 
 class ResilientStorage(optuna.storages.RDBStorage):
