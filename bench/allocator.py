@@ -22,8 +22,8 @@ ONE_TRIAL = """
 import json, resource, sys
 from optuna_seqclf import runtime as runtime_lib
 from optuna_seqclf import DataSpec, HParams, TrainSettings, prepare
-from optuna_seqclf.data import encode_corpus
-from optuna_seqclf.train import fine_tune
+from optuna_seqclf.data.corpus import encode_corpus
+from optuna_seqclf.training.loop import fine_tune
 variant, data_dir, model_path, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if variant == "glibc-defaults":
     runtime_lib.keep_freed_memory = lambda: False

@@ -28,7 +28,7 @@ def main() -> None:
 
     from optuna_seqclf import DataSpec, HParams, TrainSettings, prepare
     from optuna_seqclf import train as train_lib
-    from optuna_seqclf.data import encode_corpus
+    from optuna_seqclf.data.corpus import encode_corpus
     from optuna_seqclf.runtime import configure_process
 
     model_path = _common.minilm()

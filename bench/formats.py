@@ -31,8 +31,8 @@ def main() -> None:
 
     from conftest import convert_corpus  # the tests' converter: datasets' own writers
     from optuna_seqclf import DataSpec
-    from optuna_seqclf.data import encode_corpus, read_corpus
-    from optuna_seqclf.model import load_tokenizer
+    from optuna_seqclf.data.corpus import encode_corpus, read_corpus
+    from optuna_seqclf.training.model import load_tokenizer
 
     tokenizer = load_tokenizer(_common.minilm())
     with tempfile.TemporaryDirectory() as tmp:

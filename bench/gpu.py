@@ -32,8 +32,8 @@ VARIANTS = ("ours fp32", "ours bf16", "ours fp16", "loop fp32", "loop bf16")
 def one_run(variant: str, model_path: str, prepared, encoded, batch_size: int, seed: int,  # type: ignore[no-untyped-def]
             device: str, max_steps: int | None = None) -> tuple[float, float | None, float]:
     """(training examples/s, dev F1 or None, peak GPU memory in GB) of one run of ``variant``."""
-    from optuna_seqclf.config import HParams, MachineSettings, TrainSettings
-    from optuna_seqclf.train import fine_tune
+    from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
+    from optuna_seqclf.training.loop import fine_tune
 
     who, precision = variant.split()
     if torch.cuda.is_available():
@@ -56,7 +56,7 @@ def peak_gb() -> float:
 def precision_part(args: argparse.Namespace, model_path: str, device: str, variants: tuple[str, ...],
                    label: str) -> list[str]:
     from optuna_seqclf import DataSpec, TrainSettings, prepare
-    from optuna_seqclf.data import encode_corpus
+    from optuna_seqclf.data.corpus import encode_corpus
 
     prepared = prepare(DataSpec(_common.SST2_2K), TrainSettings(model=model_path))
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, 128)
@@ -97,7 +97,7 @@ def precision_part(args: argparse.Namespace, model_path: str, device: str, varia
 def threads_part(args: argparse.Namespace, model_path: str, device: str) -> list[str]:
     """Our fp32 trial at several torch thread counts (the CPU side of a GPU trial); keeps the fastest."""
     from optuna_seqclf import DataSpec, TrainSettings, prepare
-    from optuna_seqclf.data import encode_corpus
+    from optuna_seqclf.data.corpus import encode_corpus
 
     prepared = prepare(DataSpec(_common.SST2_2K), TrainSettings(model=model_path))
     encoded = encode_corpus(prepared.corpus, prepared.tokenizer, 128)

@@ -28,11 +28,11 @@ def main() -> None:
     import torch
 
     from optuna_seqclf import DataSpec, TrainSettings, prepare
-    from optuna_seqclf.batches import TensorSplit, collate, length_grouped_batches
-    from optuna_seqclf.data import encode_corpus
-    from optuna_seqclf.model import load_model, own_weights
-    from optuna_seqclf.optim import GradientNorm, adamw, clip_gradients
+    from optuna_seqclf.data.batches import TensorSplit, collate, length_grouped_batches
+    from optuna_seqclf.data.corpus import encode_corpus
     from optuna_seqclf.runtime import configure_process
+    from optuna_seqclf.training.model import load_model, own_weights
+    from optuna_seqclf.training.optim import GradientNorm, adamw, clip_gradients
 
     model_path = _common.minilm()
     settings = TrainSettings(model=model_path)

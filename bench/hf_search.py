@@ -35,7 +35,7 @@ from sklearn.metrics import f1_score
 from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
 sys.path.insert(0, sys.argv[6])
 from optuna_seqclf import DataSpec, TrainSettings, prepare
-from optuna_seqclf.data import encode_corpus
+from optuna_seqclf.data.corpus import encode_corpus
 
 data_dir, model_name, out, sizes, rates = sys.argv[1:6]
 epochs = float(sys.argv[7])

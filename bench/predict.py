@@ -77,7 +77,7 @@ def compare(replicas: Path, reps: int, batch_sizes: str) -> list[str]:
     """The pipeline at its best batch size, one replica and the 5-replica ensemble, alternating; medians."""
     from transformers import pipeline
 
-    from optuna_seqclf.predict import Predictor
+    from optuna_seqclf.predict.predictor import Predictor
 
     one = Predictor.from_pretrained(replicas, replica=1)
     ensemble = Predictor.from_pretrained(replicas)

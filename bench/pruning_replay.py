@@ -30,10 +30,10 @@ from collections.abc import Callable
 import _common
 import optuna
 
-import optuna_seqclf.grid as grid_lib
-from optuna_seqclf.config import SearchSpace
-from optuna_seqclf.grid import GRID_ORDER, enqueue_untaken, grid_order
-from optuna_seqclf.study import StudyRecord, make_pruner
+import optuna_seqclf.study.queue as grid_lib
+from optuna_seqclf.settings import SearchSpace
+from optuna_seqclf.study.queue import GRID_ORDER, enqueue_untaken, grid_order
+from optuna_seqclf.study.record import StudyRecord, make_pruner
 
 Curves = dict[tuple[int, float], list[float]]
 

@@ -30,10 +30,10 @@ from _common import ROOT, SST2_2K, minilm, record
 
 sys.path.insert(0, str(ROOT))
 
-from optuna_seqclf.config import DataSpec, HParams, MachineSettings, TrainSettings
-from optuna_seqclf.inputs import prepare
 from optuna_seqclf.runtime import configure_process
-from optuna_seqclf.train import evaluate, fine_tune
+from optuna_seqclf.settings import DataSpec, HParams, MachineSettings, TrainSettings
+from optuna_seqclf.training.loop import evaluate, fine_tune
+from optuna_seqclf.training.prepared import prepare
 
 Runs = dict[tuple[HParams, int], dict[str, float]]  # (point, seed) -> dev_f1, test_f1, steps
 

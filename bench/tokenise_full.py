@@ -18,8 +18,8 @@ def main() -> None:
     import datasets  # noqa: F401  (imported before the baseline: its import is not the corpus)
 
     from optuna_seqclf import DataSpec
-    from optuna_seqclf.data import encode_corpus, read_corpus
-    from optuna_seqclf.model import load_tokenizer
+    from optuna_seqclf.data.corpus import encode_corpus, read_corpus
+    from optuna_seqclf.training.model import load_tokenizer
 
     tokenizer = load_tokenizer(_common.minilm())
     before = _common.rss_mb()

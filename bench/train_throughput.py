@@ -97,8 +97,8 @@ def interleaved(model_path: str, prepared, encoded, batch_size: int, lr: float, 
 
     The loop's step runs inside our ``on_step`` hook and its time is taken out of ours, so both see the
     same moment of the machine, step by step."""
-    from optuna_seqclf.config import HParams, TrainSettings
-    from optuna_seqclf.train import fine_tune
+    from optuna_seqclf.settings import HParams, TrainSettings
+    from optuna_seqclf.training.loop import fine_tune
 
     loop = hand_steps(model_path, encoded.train, batch_size, lr, epochs, seed)
     next(loop)
@@ -120,8 +120,8 @@ def interleaved(model_path: str, prepared, encoded, batch_size: int, lr: float, 
 
 
 def ours(model_path: str, prepared, encoded, batch_size: int, lr: float, epochs: int, seed: int) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    from optuna_seqclf.config import HParams, TrainSettings
-    from optuna_seqclf.train import fine_tune
+    from optuna_seqclf.settings import HParams, TrainSettings
+    from optuna_seqclf.training.loop import fine_tune
 
     settings = TrainSettings(model=model_path, epochs=epochs, seed=seed)
     result = fine_tune(model_path, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label,
@@ -140,7 +140,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from optuna_seqclf import DataSpec, TrainSettings, prepare
-    from optuna_seqclf.data import encode_corpus
+    from optuna_seqclf.data.corpus import encode_corpus
     from optuna_seqclf.runtime import keep_freed_memory
 
     keep_freed_memory()  # the allocator settings `tune` uses, for every loop here (bench/allocator.py: its own gain)

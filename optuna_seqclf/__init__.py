@@ -9,17 +9,7 @@ A library call leaves the calling process as it was (threads, allocator, log lev
 ``configure_process()`` gives a Python process the command line's speed settings.
 """
 
-from .config import (
-    DataSpec,
-    HParams,
-    MachineSettings,
-    SearchSpace,
-    StudySpec,
-    TrainSettings,
-    default_storage,
-    default_study_name,
-)
-from .errors import (
+from optuna_seqclf.errors import (
     ConfigError,
     DashboardError,
     DataError,
@@ -29,15 +19,25 @@ from .errors import (
     StudyError,
     TrackingError,
 )
-from .grid import PointStatus, TrialResult
-from .inputs import Prepared, prepare
-from .pipeline import RunResult, run
-from .predict import Evaluation, Prediction, Predictor
-from .replicas import EnsembleResult, ReplicaResult, ReplicasResult, train_replicas
-from .runtime import configure_process
-from .selection import ConfirmedPoint, Selection
-from .summary import MetricSummary, Summary
-from .tuning import TuneResult, study_result, tune
+from optuna_seqclf.pipeline import RunResult, run
+from optuna_seqclf.predict.predictor import Evaluation, Prediction, Predictor
+from optuna_seqclf.replicas import EnsembleResult, ReplicaResult, ReplicasResult, train_replicas
+from optuna_seqclf.runtime import configure_process
+from optuna_seqclf.settings import (
+    DataSpec,
+    HParams,
+    MachineSettings,
+    SearchSpace,
+    StudySpec,
+    TrainSettings,
+    default_storage,
+    default_study_name,
+)
+from optuna_seqclf.study.queue import PointStatus, TrialResult
+from optuna_seqclf.study.selection import ConfirmedPoint, Selection
+from optuna_seqclf.summary import MetricSummary, Summary
+from optuna_seqclf.training.prepared import Prepared, prepare
+from optuna_seqclf.tuning.tune import TuneResult, study_result, tune
 
 __version__ = "0.4.0"
 

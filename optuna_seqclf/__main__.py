@@ -1,3 +1,3 @@
-from .cli import main
+from optuna_seqclf.cli.commands import main
 
 main()

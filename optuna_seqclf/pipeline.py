@@ -9,12 +9,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import DEFAULT_SEEDS, DataSpec, MachineSettings, SearchSpace, StudySpec, TrainSettings
-from .hooks import Progress, StepHook, silent
-from .inputs import prepare
-from .replicas import ReplicasResult, check_writable, train_replicas
-from .tracking import check_log_dir
-from .tuning import TuneResult, tune
+from optuna_seqclf.hooks import Progress, StepHook, silent
+from optuna_seqclf.replicas import ReplicasResult, check_writable, train_replicas
+from optuna_seqclf.settings import DEFAULT_SEEDS, DataSpec, MachineSettings, SearchSpace, StudySpec, TrainSettings
+from optuna_seqclf.training.prepared import prepare
+from optuna_seqclf.training.tracking import check_log_dir
+from optuna_seqclf.tuning.tune import TuneResult, tune
 
 
 @dataclass(frozen=True)

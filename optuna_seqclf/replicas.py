@@ -15,21 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from .config import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
-from .errors import OutputError, StudyError
-from .failed_runs import below_baseline_reason, failed_run_reason
-from .grid import REPLICAS_ATTR, incomplete_grid
-from .hooks import Progress, StepHook, silent
-from .inputs import Prepared, prepare
-from .interrupts import InterruptGate, gated_interrupts
-from .predict import COMPLETE_MARKER, SUMMARY_FILE, Predictor
-from .replica_files import read_results, remove_stale_temp, write_json_atomic, write_replica
-from .selection import Selection, select
-from .storage import load_study, open_storage
-from .study import StudyRecord
-from .summary import Summary
-from .tracking import Tracker, check_log_dir, log_to, make_tracker
-from .train import classification_metrics, evaluate, fine_tune
+from optuna_seqclf.errors import OutputError, StudyError
+from optuna_seqclf.hooks import Progress, StepHook, silent
+from optuna_seqclf.interrupts import InterruptGate, gated_interrupts
+from optuna_seqclf.predict.predictor import COMPLETE_MARKER, SUMMARY_FILE, Predictor
+from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
+from optuna_seqclf.study.queue import REPLICAS_ATTR, incomplete_grid
+from optuna_seqclf.study.record import StudyRecord
+from optuna_seqclf.study.selection import Selection, select
+from optuna_seqclf.study.storage import load_study, open_storage
+from optuna_seqclf.summary import Summary
+from optuna_seqclf.training.failed_runs import below_baseline_reason, failed_run_reason
+from optuna_seqclf.training.loop import classification_metrics, evaluate, fine_tune
+from optuna_seqclf.training.prepared import Prepared, prepare
+from optuna_seqclf.training.replica_folder import read_results, remove_stale_temp, write_json_atomic, write_replica
+from optuna_seqclf.training.tracking import Tracker, check_log_dir, log_to, make_tracker
 
 
 @dataclass(frozen=True)

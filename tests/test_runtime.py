@@ -23,7 +23,7 @@ def late_writer():
     (out / "thread").write_text("done")
 threading.Thread(target=late_writer).start()
 sys.argv = ["optuna-seqclf", *sys.argv[2:]]
-from optuna_seqclf.cli import main
+from optuna_seqclf.cli.commands import main
 main()
 raise AssertionError("main() returned")
 """
@@ -141,7 +141,7 @@ calls = {
 before = state()
 prepared = lib.prepare(lib.DataSpec(data), settings, machine)
 encoded = prepared.encoded(settings.max_seq_length)
-from optuna_seqclf.train import fine_tune
+from optuna_seqclf.training.loop import fine_tune
 fine_tune(model, prepared.tokenizer, encoded.train, encoded.dev, prepared.corpus.id2label, lib.HParams(8, 1e-3),
           settings, 1, machine=machine, on_epoch=lambda epoch, metrics: None)
 after = state()

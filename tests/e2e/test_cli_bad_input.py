@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_corpus, write_split
-from optuna_seqclf.cli import cli
+from optuna_seqclf.cli.commands import cli
 
 GOOD = "sentence\tLabel\nI liked it\t1\nI hated it\t0\nso good\t1\nso bad\t0\n"
 Setup = Callable[[Path, Path], list[str]]
@@ -217,7 +217,7 @@ def test_train_study_without_complete_trial(workdir: Path, tiny_model: Path, mon
     def always_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise RuntimeError("out of memory (simulated)")
 
-    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", always_fails)
+    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", always_fails)
     data = write_corpus(workdir / "data", GOOD)
     tuned = CliRunner().invoke(cli, ["tune", str(data), "--model", str(tiny_model), "--study-name", "f",
                                      "--batch-sizes", "8", "--learning-rates", "1e-3", "--no-track",

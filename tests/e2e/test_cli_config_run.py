@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, ROOT
-from optuna_seqclf.cli import cli
-from optuna_seqclf.grid import CONFIG_ATTR, RECORD_ATTR
+from optuna_seqclf.cli.commands import cli
+from optuna_seqclf.study.queue import CONFIG_ATTR, RECORD_ATTR
 
 
 def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) -> None:

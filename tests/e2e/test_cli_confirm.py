@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from conftest import states, wait_for
-from optuna_seqclf.cli import cli
-from optuna_seqclf.grid import CONFIRM_SEED_ATTR, SELECTION_ATTR
-from optuna_seqclf.selection import best_grid_trial
+from optuna_seqclf.cli.commands import cli
+from optuna_seqclf.study.queue import CONFIRM_SEED_ATTR, SELECTION_ATTR
+from optuna_seqclf.study.selection import best_grid_trial
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "3e-3,1e-2", "--epochs", "8"]
 
@@ -52,7 +52,7 @@ def _check_once(storage: str, name: str) -> optuna.Study:
 
 
 def best_grid_trial_results(study: optuna.Study) -> list:  # type: ignore[type-arg]
-    from optuna_seqclf.grid import TrialResult, grid_trials
+    from optuna_seqclf.study.queue import TrialResult, grid_trials
 
     return [TrialResult.of(t) for t in grid_trials(study, states=(TrialState.COMPLETE,))]
 

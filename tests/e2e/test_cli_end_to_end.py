@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA
-from optuna_seqclf.cli import cli
-from optuna_seqclf.config import DEFAULT_BATCH_SIZES, DEFAULT_LEARNING_RATES
+from optuna_seqclf.cli.commands import cli
+from optuna_seqclf.settings import DEFAULT_BATCH_SIZES, DEFAULT_LEARNING_RATES
 
 REPLICA_FILES = (
     "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "train_results.json",

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 import optuna_seqclf.replicas as replicas_lib
-from optuna_seqclf.cli import cli
-from optuna_seqclf.predict import Predictor
+from optuna_seqclf.cli.commands import cli
+from optuna_seqclf.predict.predictor import Predictor
 
 
 def test_a_failed_replica_is_replaced_and_left_out(workdir: Path, learnable: tuple[Path, Path],

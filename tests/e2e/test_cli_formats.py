@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, convert_corpus
-from optuna_seqclf.cli import cli
+from optuna_seqclf.cli.commands import cli
 
 TUNE = ("--batch-sizes", "8", "--learning-rates", "1e-3,1e-4", "--epochs", "1", "--no-track", "--quiet")
 

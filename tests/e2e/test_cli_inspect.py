@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, ROOT
-from optuna_seqclf.cli import cli
+from optuna_seqclf.cli.commands import cli
 
 ARTIFACTS = ROOT / "test-artifacts"
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,1e-4"]
@@ -44,7 +44,7 @@ def _get_json(url: str) -> dict:  # type: ignore[type-arg]
 @pytest.fixture()
 def reported(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A 2x2 study whose point (16, 1e-4) always fails, and 3 replicas of its best point."""
-    import optuna_seqclf.train as train_lib
+    import optuna_seqclf.training.loop as train_lib
 
     real = train_lib.fine_tune
 
@@ -53,7 +53,7 @@ def reported(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -
             raise RuntimeError("CUDA out of memory (simulated)")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr("optuna_seqclf.objective.fine_tune", failing)
+    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", failing)
     runner = CliRunner()
     tuned = runner.invoke(cli, ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--study-name", "rep",
                                 "--epochs", "3", "--no-track", "--max-retries", "0", *GRID])

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import SST2_2K
-from optuna_seqclf.cli import cli
+from optuna_seqclf.cli.commands import cli
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, write_split
-from optuna_seqclf.cli import cli
+from optuna_seqclf.cli.commands import cli
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +146,7 @@ def test_a_half_written_replica_is_refused_by_name(workdir: Path, replicas: Path
 
 def test_an_interrupted_predict_leaves_no_output(workdir: Path, replicas: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import optuna_seqclf.predict_files as files
+    import optuna_seqclf.predict.files as files
 
     def dies(self, first_index, probs):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt

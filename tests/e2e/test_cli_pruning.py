@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from optuna.trial import TrialState
 
 from conftest import EXAMPLE_DATA
-from optuna_seqclf.cli import cli
-from optuna_seqclf.study import make_pruner
+from optuna_seqclf.cli.commands import cli
+from optuna_seqclf.study.record import make_pruner
 
 
 class _PruneLearningRate(optuna.pruners.BasePruner):
@@ -23,7 +23,7 @@ class _PruneLearningRate(optuna.pruners.BasePruner):
 
 def test_pruned_points_stop_early_and_are_not_retrained(workdir: Path, tiny_model: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("optuna_seqclf.study.make_pruner", lambda *args: _PruneLearningRate())
+    monkeypatch.setattr("optuna_seqclf.study.record.make_pruner", lambda *args: _PruneLearningRate())
     args = ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--study-name", "p", "--epochs", "3",
             "--no-track", "--batch-sizes", "8,16", "--learning-rates", "1e-3,1e-4", "--pruner", "median"]
     result = CliRunner().invoke(cli, args)

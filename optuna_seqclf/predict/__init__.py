@@ -1,0 +1,1 @@
+"""``Predictor`` (one model or a seed ensemble, ``predictor``) and prediction over files (``files``)."""

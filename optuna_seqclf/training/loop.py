@@ -1,0 +1,282 @@
+"""Fine-tune a pretrained model for one (batch size, learning rate, seed), and evaluate it.
+
+No Optuna and no click here: ``fine_tune`` takes plain values and returns metrics, so the same code
+trains tuning trials and final replicas. Training is a plain PyTorch loop with the HF Trainer's default
+recipe but none of its per-step machinery (bench/train_throughput.py: the Trainer ran at 0.85 of a
+hand-written loop); evaluation is an inference loop that keeps predictions in input order and uses a
+large batch. Nothing is written to disk here. Read it top to bottom: ``fine_tune`` sets up a ``_Loop``,
+runs its steps epoch by epoch, and evaluates after each epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from optuna_seqclf.data.batches import TensorSplit, collate, length_grouped_batches
+from optuna_seqclf.hooks import EpochHook, LogHook, StepHook
+from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
+from optuna_seqclf.training.model import load_model, on_device, own_weights, resolve_device
+from optuna_seqclf.training.optim import GradientNorm, adamw, autocast_dtype, clip_gradients
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Metrics on one split, the predicted label ids and the class probabilities (softmax), in the split's order."""
+
+    metrics: dict[str, float]
+    predictions: np.ndarray
+    probabilities: np.ndarray
+    per_class_f1: dict[str, float] = field(default_factory=dict)  # by label name
+
+
+@dataclass
+class FineTuneResult:
+    model: PreTrainedModel
+    train_metrics: dict[str, float]  # train_runtime (s, training only), train_loss, epoch, global_step, ...
+    dev: EvalResult
+    history: list[dict[str, float]] = field(default_factory=list)  # dev metrics after each epoch
+    eval_seconds: float = 0.0  # dev evaluation, every epoch and final, in seconds
+    log_history: list[dict[str, float]] = field(default_factory=list)  # training loss every few steps
+
+
+def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
+    """Macro-F1 (``f1``), micro-F1, accuracy and Matthews' correlation (``mcc``; 0 when one class is predicted)."""
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    return {
+        "f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(labels, predictions, average="micro", zero_division=0)),
+        "accuracy": float(accuracy_score(labels, predictions)),
+        "mcc": float(matthews_corrcoef(labels, predictions)),
+    }
+
+
+def per_class_f1(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Each class's F1 by name (label ids are positions in ``names``); 0 for a class never predicted nor present."""
+    from sklearn.metrics import f1_score
+
+    scores = f1_score(labels, predictions, labels=list(range(len(names))), average=None, zero_division=0)
+    return {name: float(score) for name, score in zip(names, scores)}
+
+
+def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+
+def autocast_for(device_type: str, precision: str) -> torch.autocast:
+    """Autocast to ``precision``'s dtype; a disabled context for fp32."""
+    import torch
+
+    dtype = autocast_dtype(precision)
+    return torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def logits_by_batch(model: PreTrainedModel, split: TensorSplit, pad_id: int, batch_size: int,
+                    precision: str = "fp32") -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    """(rows, fp32 logits, labels) for each batch of ``split``, in inference mode on the model's device.
+
+    Batches of similar length, longest first (an out-of-memory error shows on the first batch); the rows
+    say where each batch's logits go in input order. ``evaluate`` and ``predict`` both run this loop.
+    """
+    import torch
+
+    device = next(model.parameters()).device
+    order = np.argsort(-split.lengths, kind="stable")
+    with torch.inference_mode(), on_device(str(device)):
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate(split, rows, pad_id).items()}
+            target = batch.pop("labels")
+            with autocast_for(device.type, precision):
+                logits = model(**batch).logits.float()
+            yield rows, logits, target
+
+
+def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
+             batch_size: int, precision: str = "fp32") -> EvalResult:
+    """Loss and metrics on ``dataset``; batches of similar length, predictions back in input order."""
+    import torch
+
+    was_training = model.training
+    model.eval()
+    split = TensorSplit.from_dataset(dataset)
+    logits = np.empty((len(split), model.config.num_labels), dtype=np.float32)
+    loss_sum = 0.0
+    for rows, out, target in logits_by_batch(model, split, pad_id_of(tokenizer), batch_size, precision):
+        loss_sum += float(torch.nn.functional.cross_entropy(out, target, reduction="sum"))
+        logits[rows] = out.cpu().numpy()
+    model.train(was_training)
+    predictions = logits.argmax(axis=-1)
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    metrics = classification_metrics(split.labels, predictions)
+    metrics["loss"] = loss_sum / max(1, len(dataset))
+    names = [str(model.config.id2label.get(i, i)) for i in range(model.config.num_labels)]
+    return EvalResult(metrics, predictions, shifted / shifted.sum(axis=-1, keepdims=True),
+                      per_class_f1(split.labels, predictions, names))
+
+
+def fine_tune(
+    model_name: str,
+    tokenizer: PreTrainedTokenizerBase,
+    train: datasets.Dataset,
+    dev: datasets.Dataset,
+    id2label: dict[int, str],
+    hp: HParams,
+    settings: TrainSettings,
+    seed: int,
+    *,
+    machine: MachineSettings | None = None,
+    on_epoch: EpochHook | None = None,
+    on_step: StepHook | None = None,
+    on_log: LogHook | None = None,
+) -> FineTuneResult:
+    """Fine-tune ``model_name`` on ``train`` and evaluate on ``dev``. Nothing is written to disk.
+
+    The recipe of the HF Trainer's defaults, without its machinery: AdamW (fused where torch has it,
+    no weight decay), linear decay to 0 without warm-up, gradient clipping at norm 1.0, length-grouped
+    batches with per-batch padding, mixed precision as ``machine.precision`` says (fp16 with a
+    ``GradScaler``). ``on_epoch(epoch, dev_metrics)`` runs after every epoch (pruning, curves) and may
+    raise to stop; ``on_step(done, total)`` after every optimizer step (progress, Ctrl-C), and may raise
+    too; ``on_log(record)`` gets the training loss, learning rate and gradient norm every few steps.
+    """
+    machine = machine or MachineSettings()
+    device = resolve_device(machine)
+    with on_device(device):
+        loop = _Loop(model_name, tokenizer, train, id2label, hp, settings, seed, machine, device)
+        evaluations = _Evaluations(dev, tokenizer, machine)
+        started = time.perf_counter()
+        epoch = 0
+        while loop.step < loop.total:
+            epoch += 1
+            loop.run_epoch(on_step, on_log)
+            if on_epoch is not None:  # after every epoch, the last (maybe partial) one included
+                on_epoch(epoch, evaluations.after_epoch(loop.model, epoch).metrics)
+        train_metrics = loop.metrics(time.perf_counter() - started - evaluations.seconds)
+        dev_result = evaluations.final(loop.model)
+    return FineTuneResult(loop.model, train_metrics, dev_result, evaluations.history, evaluations.seconds,
+                          loop.log_history)
+
+
+class _Loop:
+    """One fine-tuning run: the model, its optimizer and schedule, and the step loop over the batches."""
+
+    def __init__(self, model_name: str, tokenizer: PreTrainedTokenizerBase, train: datasets.Dataset,
+                 id2label: dict[int, str], hp: HParams, settings: TrainSettings, seed: int,
+                 machine: MachineSettings, device_name: str) -> None:
+        import torch
+        from transformers import set_seed
+
+        self.device = device = torch.device(device_name)
+        set_seed(seed)  # before the model: the new classification head is initialised from this seed
+        self.model = own_weights(load_model(model_name, id2label).to(device))
+        self.split = TensorSplit.from_dataset(train)
+        self.batch_size = hp.batch_size
+        self.steps_per_epoch = max(1, -(-len(self.split) // hp.batch_size))
+        self.total = settings.max_steps or max(1, math.ceil(settings.epochs * self.steps_per_epoch))
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = adamw(self.params, hp.learning_rate, device)
+        self.norm_of = GradientNorm(self.model, self.params)
+        total = self.total
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: max(0.0, (total - s) / total))
+        self.autocast = autocast_for(device.type, machine.precision)
+        # fp16 needs loss scaling: small gradients would underflow to 0 (bf16 has fp32's range and needs none)
+        fp16 = autocast_dtype(machine.precision) == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type) if fp16 else None
+        self.pad_id = pad_id_of(tokenizer)
+        self.multiple = 8 if device.type == "cuda" else 1  # tensor cores like multiples of 8
+        self.log_every = max(1, min(50, self.steps_per_epoch // 4))
+        self.rng = np.random.default_rng(seed)
+        self.loss_sum = torch.zeros((), device=device)
+        self.logged_sum, self.logged_at, self.step = 0.0, 0, 0
+        self.log_history: list[dict[str, float]] = []
+        self.model.train()
+
+    def run_epoch(self, on_step: StepHook | None, on_log: LogHook | None) -> None:
+        """Steps over one shuffled, length-grouped pass of the training set (fewer at ``max_steps``)."""
+        for rows in length_grouped_batches(self.split.lengths, self.batch_size, self.rng):
+            batch = collate(self.split, rows, self.pad_id, self.multiple)
+            grad_norm = self.train_step({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+            self.step += 1
+            if self.step % self.log_every == 0 or self.step == self.total:
+                record = self.log_record(grad_norm)
+                if on_log is not None:
+                    on_log(record)
+            if on_step is not None:
+                on_step(self.step, self.total)
+            if self.step >= self.total:
+                return
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Forward, backward, clip, update; return the gradient norm before clipping."""
+        with self.autocast:
+            loss = self.model(**batch).loss
+        if self.scaler is None:
+            loss.backward()
+            grad_norm = clip_gradients(self.params, self.device, self.optimizer, total=self.norm_of(batch["input_ids"]))
+            self.optimizer.step()
+        else:  # unscale first so that clipping sees the real norm; the step is skipped on inf/nan
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)  # GradScaler.step then keeps the fused clipping's grad_scale
+            grad_norm = clip_gradients(self.params, self.device, self.optimizer, total=self.norm_of(batch["input_ids"]))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.loss_sum += loss.detach().float()
+        return grad_norm
+
+    def log_record(self, grad_norm: torch.Tensor) -> dict[str, float]:
+        """The mean training loss since the last record, learning rate and gradient norm (one device sync)."""
+        running = float(self.loss_sum)
+        record = {"loss": (running - self.logged_sum) / (self.step - self.logged_at),
+                  "learning_rate": self.schedule.get_last_lr()[0], "grad_norm": float(grad_norm),
+                  "step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4)}
+        self.logged_sum, self.logged_at = running, self.step
+        self.log_history.append(record)
+        return record
+
+    def metrics(self, runtime: float) -> dict[str, float]:
+        """The HF Trainer's train metrics: runtime (training only), throughput, mean loss, epochs, steps."""
+        return {
+            "train_runtime": round(runtime, 4),
+            "train_samples_per_second": round(self.step * self.batch_size / runtime, 3),
+            "train_steps_per_second": round(self.step / runtime, 3),
+            "train_loss": float(self.loss_sum) / max(1, self.step),
+            "epoch": round(self.step / self.steps_per_epoch, 4), "global_step": float(self.step),
+        }
+
+
+class _Evaluations:
+    """Dev evaluations of one run: after each epoch (when asked) and the final one, timed apart."""
+
+    def __init__(self, dev: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, machine: MachineSettings) -> None:
+        self.dev, self.tokenizer, self.machine = dev, tokenizer, machine
+        self.history: list[dict[str, float]] = []
+        self.seconds = 0.0
+        self.last: EvalResult | None = None
+
+    def run(self, model: PreTrainedModel) -> EvalResult:
+        begun = time.perf_counter()
+        self.last = evaluate(model, self.dev, self.tokenizer, self.machine.eval_batch_size, self.machine.precision)
+        self.seconds += time.perf_counter() - begun
+        return self.last
+
+    def after_epoch(self, model: PreTrainedModel, epoch: int) -> EvalResult:
+        result = self.run(model)
+        self.history.append({"epoch": float(epoch), **result.metrics})
+        return result
+
+    def final(self, model: PreTrainedModel) -> EvalResult:
+        """The last epoch's evaluation when there was one (the model has not changed since), else a new one."""
+        return self.last if self.last is not None else self.run(model)

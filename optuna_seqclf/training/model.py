@@ -1,0 +1,165 @@
+"""Load a tokenizer and a pretrained model, check they fit, and choose the device. Loading only.
+
+No training here (``train``), no Optuna, no click. Every failure is a one-line ``ModelLoadError`` that
+names the folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from optuna_seqclf.errors import ConfigError, ModelLoadError, first_line
+from optuna_seqclf.settings import MachineSettings
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+def check_device(machine: MachineSettings) -> None:
+    """Refuse, before any training, a device this machine lacks or a precision its GPU cannot do."""
+    import torch
+
+    device = machine.device or ""
+    if device.startswith("cuda"):
+        index = cuda_index(device) or 0
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} visible CUDA GPU(s)")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("--device mps: Apple's MPS backend is not available here")
+    gpu = device.startswith("cuda") or (not device and torch.cuda.is_available())
+    if machine.precision == "bf16" and gpu:
+        with on_device(resolve_device(machine)):  # is_bf16_supported asks the current GPU
+            if not torch.cuda.is_bf16_supported():
+                raise ConfigError("--precision bf16: this GPU has no bf16 support; use fp16 or fp32")
+
+
+def assign_device(machine: MachineSettings, worker: int) -> MachineSettings:
+    """Spread workers over the visible GPUs (worker i -> cuda:i mod n) unless a device was chosen."""
+    import torch
+
+    if machine.device is None and torch.cuda.device_count() > 1:
+        return replace(machine, device=f"cuda:{worker % torch.cuda.device_count()}")
+    return machine
+
+
+def resolve_device(machine: MachineSettings) -> str:
+    """The device to train on: ``machine.device``, else ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if machine.device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return machine.device
+
+
+def cuda_index(device: str) -> int | None:
+    """N of ``cuda:N``; None for any other device."""
+    return int(device.split(":", 1)[1]) if device.startswith("cuda:") else None
+
+
+@contextlib.contextmanager
+def on_device(device: str) -> Iterator[None]:
+    """Make GPU N the current CUDA device inside the block for ``cuda:N`` (autocast, bf16 checks and
+    kernels of GPU N), and restore the caller's current device after it. Nothing for other devices."""
+    index = cuda_index(device)
+    if index is None:
+        yield
+        return
+    import torch
+
+    with torch.cuda.device(index):
+        yield
+
+
+def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    _check_local_path(name, "tokenizer")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError... for a bad folder
+        raise ModelLoadError(f"{name}: cannot load a tokenizer ({first_line(exc)})") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ModelLoadError(f"{name}: only fast (Rust) tokenizers are supported; it has no tokenizer.json")
+    return tokenizer
+
+
+def load_model(name: str, id2label: dict[int, str]) -> PreTrainedModel:
+    """A sequence classifier from ``name`` with a fresh head for our labels (seed first for the head)."""
+    from transformers import AutoModelForSequenceClassification
+
+    _check_local_path(name, "model")
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(
+            name,
+            num_labels=len(id2label),
+            id2label=id2label,
+            label2id={label: i for i, label in id2label.items()},
+            ignore_mismatched_sizes=True,
+        )
+    except Exception as exc:
+        raise ModelLoadError(f"{name}: cannot load a model ({first_line(exc)})") from None
+
+
+def own_weights(model: PreTrainedModel) -> PreTrainedModel:
+    """Copy the weights of a model on the CPU out of the checkpoint file into memory of the model's own.
+
+    transformers maps a safetensors checkpoint into memory and the CPU model's parameters point into
+    that copy-on-write mapping, so the first optimizer step of every trial faulted the whole model in
+    page by page: 0.34 s of a 0.36 s first step for all-MiniLM-L6-v2 (0.015 s later), against about
+    0.03 s for this copy (``bench/first_step.py``). The copy lives in one anonymous memory map per model,
+    not in malloc's heap, so it goes back to the system with the model instead of leaving a model-sized
+    hole in the heap after every trial (``bench/memory_trials.py``). On a GPU ``.to(device)`` has already
+    copied the weights.
+    """
+    import mmap
+
+    import torch
+
+    params = [p for p in model.parameters() if p.device.type == "cpu"]  # tied parameters come once
+    spans = [-(-p.numel() * p.element_size() // 64) * 64 for p in params]  # 64-byte aligned
+    if not params:
+        return model
+    arena = torch.frombuffer(mmap.mmap(-1, sum(spans)), dtype=torch.uint8)  # unmapped with its last tensor
+    offset = 0
+    with torch.no_grad():
+        for param, span in zip(params, spans):
+            size = param.numel() * param.element_size()
+            copy = arena[offset:offset + size].view(param.dtype).view(param.shape)
+            copy.copy_(param.data)
+            param.data = copy
+            offset += span
+    return model
+
+
+def check_model_config(name: str, tokenizer: PreTrainedTokenizerBase) -> None:
+    """Fail fast (config only, no weights) when the model or its vocabulary does not fit the tokenizer."""
+    from transformers import AutoConfig
+
+    _check_local_path(name, "model")
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except Exception as exc:
+        raise ModelLoadError(f"{name}: not a model folder or known model ({first_line(exc)})") from None
+    vocab = getattr(config, "vocab_size", None)
+    if vocab is not None and len(tokenizer) > vocab:
+        raise ModelLoadError(
+            f"{name}: the tokenizer has {len(tokenizer)} tokens but the model's vocabulary has {vocab}; "
+            "pass the tokenizer the model was trained with (--tokenizer)"
+        )
+
+
+def _check_local_path(name: str, what: str) -> None:
+    path = Path(name)
+    looks_local = name.startswith((".", "/", "~")) or path.exists() or name.count("/") > 1
+    if not looks_local:
+        return  # a hub name: transformers resolves it (from its cache when offline)
+    if not path.exists():
+        raise ModelLoadError(f"{name}: {what} folder not found")
+    if not path.is_dir():
+        raise ModelLoadError(f"{name}: is a file; expected a Hugging Face {what} folder")
+    if not any(path.iterdir()):
+        raise ModelLoadError(f"{name}: {what} folder is empty")

@@ -1,0 +1,103 @@
+"""What a replica folder holds, written so that a folder that exists is complete.
+
+Every file goes into a hidden temporary folder; ``all_results.json`` (``predict.COMPLETE_MARKER``) is
+written last, and the folder is renamed into place by ``replicas``. A killed ``train`` leaves only
+temporary folders, removed by the next one once their process is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from optuna_seqclf.errors import OutputError
+from optuna_seqclf.predict.predictor import COMPLETE_MARKER
+from optuna_seqclf.settings import HParams, TrainSettings
+from optuna_seqclf.training.loop import EvalResult, FineTuneResult
+from optuna_seqclf.training.optim import MAX_GRAD_NORM
+from optuna_seqclf.training.prepared import Prepared
+
+
+def remove_stale_temp(final: Path) -> None:
+    """Remove the temporary folders of ``final`` left by a killed ``train`` (their process is gone)."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's live process
+        return True
+    return True
+
+
+def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float) -> dict[str, float]:
+    out = {f"{prefix}_{k}": v for k, v in metrics.items()}
+    out[f"{prefix}_samples"] = samples
+    out["epoch"] = epoch
+    return out
+
+
+def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: Prepared,
+                  hp: HParams, settings: TrainSettings, seed: int, task_name: str, failed_run: str | None) -> None:
+    """Every file of a replica, into ``tmp``; ``all_results.json`` last, as the mark of a complete replica
+    (with ``failed_run``: why the replica is no better than the majority class, or null)."""
+    tuned.model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
+    prepared.tokenizer.save_pretrained(tmp)
+    corpus = prepared.corpus
+    epoch = float(tuned.train_metrics["epoch"])
+    results = {
+        "train": {**tuned.train_metrics, "train_samples": len(corpus.train)},
+        "eval": {**_prefixed("eval", tuned.dev.metrics, len(corpus.dev), epoch),
+                 "eval_f1_per_class": tuned.dev.per_class_f1},
+        "test": {**_prefixed("test", test.metrics, len(corpus.test), epoch), "test_f1_per_class": test.per_class_f1},
+    }
+    for split, metrics in results.items():
+        write_json(tmp / f"{split}_results.json", metrics)
+    write_json(tmp / "trainer_state.json", {
+        "global_step": int(tuned.train_metrics["global_step"]), "epoch": epoch, "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps, "train_batch_size": hp.batch_size,
+        "log_history": [*tuned.log_history, *({"eval_" + k: v for k, v in h.items()} for h in tuned.history)],
+    })
+    write_json(tmp / "training_args.json", {
+        "model": settings.model, "tokenizer": settings.tokenizer_name, "per_device_train_batch_size": hp.batch_size,
+        "learning_rate": hp.learning_rate, "num_train_epochs": settings.epochs, "max_steps": settings.max_steps,
+        "max_seq_length": settings.max_seq_length, "seed": seed, "optimizer": "AdamW (torch, fused)",
+        "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": MAX_GRAD_NORM,
+    })
+    names = [corpus.label_names[i] for i in test.predictions]
+    (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    (tmp / f"predict_results_{task_name}.txt").write_text(
+        "index\tprediction\n" + "".join(f"{i}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
+    merged: dict[str, Any] = {}
+    for metrics in results.values():
+        merged.update(metrics)
+    merged["failed_run"] = failed_run
+    write_json(tmp / COMPLETE_MARKER, merged)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def read_results(path: Path) -> dict[str, Any]:
+    """A complete replica's ``all_results.json``."""
+    return json.loads((path / COMPLETE_MARKER).read_text(encoding="utf-8"))
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot be written ({exc.strerror})") from None

@@ -1,0 +1,143 @@
+"""The Optuna objective: Trial -> HParams -> fine_tune -> the dev metric (``--metric``; macro-F1 by default).
+
+The only module that touches a live ``optuna.Trial``. Dev macro-F1, accuracy, micro-F1, MCC, loss and the F1 of
+each class go on the trial as user attributes; a run-time error is recorded on the trial (``error``) before
+it fails, so ``tune`` can report it and retry the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+
+from optuna_seqclf.errors import first_line
+from optuna_seqclf.hooks import EpochHook, StepHook
+from optuna_seqclf.settings import HParams, MachineSettings, Metric, SearchSpace, TrainSettings
+from optuna_seqclf.study.queue import (
+    CONFIRM_SEED_ATTR,
+    DEV_ACCURACY_ATTR,
+    DEV_CLASS_F1_ATTR,
+    DEV_F1_ATTR,
+    DEV_LOSS_ATTR,
+    DEV_MCC_ATTR,
+    DEV_MICRO_F1_ATTR,
+    DUPLICATE_ATTR,
+    ERROR_ATTR,
+    EVAL_RUNTIME_ATTR,
+    FAILED_RUN_ATTR,
+    HISTORY_ATTR,
+    PRUNED_AFTER_ATTR,
+    TRAIN_LOSS_ATTR,
+    TRAIN_RUNTIME_ATTR,
+    is_overflow,
+    owner_of,
+)
+from optuna_seqclf.training.failed_runs import failed_run_reason
+from optuna_seqclf.training.loop import fine_tune
+from optuna_seqclf.training.prepared import Prepared
+from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
+
+
+def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> HParams:
+    return HParams(
+        int(trial.suggest_categorical("batch_size", list(space.batch_sizes))),
+        float(trial.suggest_categorical("learning_rate", list(space.learning_rates))),
+    )
+
+
+@dataclass
+class Objective:
+    prepared: Prepared
+    settings: TrainSettings
+    machine: MachineSettings
+    space: SearchSpace
+    tracker: Tracker
+    study_name: str
+    on_step: StepHook | None = None
+    metric: Metric = field(default_factory=Metric)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        hp, confirm_seed = self._claim(trial)
+        seed = self.settings.seed if confirm_seed is None else confirm_seed
+        try:
+            run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp, confirm_seed))
+        except Exception as exc:  # recorded, so `studies`/`report` say why the point failed
+            trial.set_user_attr(ERROR_ATTR, f"tracking: {type(exc).__name__}: {first_line(exc)}")
+            raise
+        encoded = self.prepared.encoded(self.settings.max_seq_length)
+        try:
+            result = fine_tune(
+                self.settings.model, self.prepared.tokenizer, encoded.train, encoded.dev,
+                self.prepared.corpus.id2label, hp, self.settings, seed, machine=self.machine,
+                # a confirmation run is never pruned: its full-length score is what it is for
+                on_epoch=_after_epoch(trial, run, self.metric, prune=confirm_seed is None), on_step=self.on_step,
+                on_log=log_to(run),
+            )
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:
+            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
+            raise
+        else:
+            failed = failed_run_reason(np.asarray(encoded.dev["labels"]), result.dev.predictions,
+                                       result.dev.metrics["f1"])
+            run.note("failed_run", failed or "")
+        finally:
+            run.close()
+        if failed is not None:
+            trial.set_user_attr(FAILED_RUN_ATTR, failed)
+        metrics = result.dev.metrics
+        for name, value in ((DEV_ACCURACY_ATTR, metrics["accuracy"]), (DEV_MICRO_F1_ATTR, metrics["micro_f1"]),
+                            (DEV_F1_ATTR, metrics["f1"]), (DEV_MCC_ATTR, metrics["mcc"]),
+                            (DEV_CLASS_F1_ATTR, result.dev.per_class_f1),
+                            (DEV_LOSS_ATTR, metrics["loss"]), (EVAL_RUNTIME_ATTR, result.eval_seconds),
+                            (TRAIN_RUNTIME_ATTR, result.train_metrics.get("train_runtime", 0.0)),
+                            (TRAIN_LOSS_ATTR, result.train_metrics.get("train_loss", float("nan")))):
+            trial.set_user_attr(name, value)
+        return metrics[self.metric.key]
+
+    def _claim(self, trial: optuna.Trial) -> tuple[HParams, int | None]:
+        """The trial's grid point and confirmation seed (None: a grid trial); a trial whose (point, seed) is
+        not its own to train is pruned as a duplicate."""
+        if is_overflow(trial.number, trial.user_attrs, self.space):
+            trial.set_user_attr(DUPLICATE_ATTR, "beyond the grid")
+            raise optuna.TrialPruned("the grid's first pass was already handed out to other trials")
+        hp = suggest_hparams(trial, self.space)
+        seed = trial.user_attrs.get(CONFIRM_SEED_ATTR)
+        owner = owner_of(trial.study, trial.number, hp, seed)
+        if owner is not None:
+            trial.set_user_attr(DUPLICATE_ATTR, owner)
+            raise optuna.TrialPruned(f"grid point already taken by trial {owner}")
+        return hp, seed
+
+    def _hparams(self, trial: optuna.Trial, hp: HParams, confirm_seed: int | None) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "study": self.study_name, "trial": trial.number, "model": s.model, "batch_size": hp.batch_size,
+            "learning_rate": hp.learning_rate, "seed": s.seed if confirm_seed is None else confirm_seed,
+            "epochs": s.epochs, "max_steps": s.max_steps, "max_seq_length": s.max_seq_length,
+            "stage": "grid" if confirm_seed is None else "confirm",
+        }
+
+
+def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune: bool = True) -> EpochHook:
+    """Track the epoch's dev metrics, report the objective's metric to Optuna (learning curves, pruners), maybe
+    prune."""
+    history: list[dict[str, float]] = []
+    names = tuple(dict.fromkeys(("f1", "accuracy", "loss", metric.key)))
+
+    def after_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        for name in names:
+            run.track(name, metrics[name], step=epoch, subset="eval", epoch=epoch)
+        trial.report(metrics[metric.key], epoch)  # optuna-dashboard draws intermediate values as learning curves
+        history.append({"epoch": epoch, **{k: metrics[k] for k in names}})
+        trial.set_user_attr(HISTORY_ATTR, history)
+        if prune and trial.should_prune():  # never with the default pruner ("none")
+            trial.set_user_attr(PRUNED_AFTER_ATTR, epoch)
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} with dev {metric.label} "
+                                     f"{metrics[metric.key]:.4f}")
+
+    return after_epoch

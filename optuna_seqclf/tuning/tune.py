@@ -1,0 +1,238 @@
+"""``tune``: validate everything, then run (or resume) the grid study, in this process or in workers."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from optuna_seqclf.errors import ConfigError, SeqClfError
+from optuna_seqclf.hooks import Progress, StepHook, silent
+from optuna_seqclf.interrupts import gated_interrupts
+from optuna_seqclf.runtime import configure_process, exit_now
+from optuna_seqclf.settings import DataSpec, HParams, MachineSettings, Metric, SearchSpace, StudySpec, TrainSettings
+from optuna_seqclf.study.confirm import ConfirmPlan
+from optuna_seqclf.study.queue import (
+    CONFIG_ATTR,
+    DUPLICATE_ATTR,
+    ERROR_ATTR,
+    FAILED_RUN_ATTR,
+    PRUNED_AFTER_ATTR,
+    SELECTION_ATTR,
+    PointStatus,
+    TrialResult,
+    confirm_seed_of,
+    point_status,
+    recover_interrupted,
+)
+from optuna_seqclf.study.record import StudyRecord, create_or_resume, grid_sampler, make_pruner
+from optuna_seqclf.study.selection import Selection, select
+from optuna_seqclf.study.storage import load_study, local_study_lock, open_storage
+from optuna_seqclf.training.model import assign_device
+from optuna_seqclf.training.prepared import Prepared, prepare
+from optuna_seqclf.training.tracking import check_log_dir, make_tracker
+from optuna_seqclf.tuning.objective import Objective
+from optuna_seqclf.tuning.worker import LoopStats, next_step, run_grid
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """Where the study stands after ``tune``: every grid point, the chosen point and its evidence
+    (``selection``), what this call did."""
+
+    study_name: str
+    storage: str
+    points: list[PointStatus]
+    selection: Selection
+    stats: LoopStats = field(default_factory=LoopStats)
+    metric: Metric = field(default_factory=Metric)  # what the grid maximises
+
+    @property
+    def best(self) -> TrialResult | None:
+        """The chosen point's grid trial (with the confirmation stage: the point best on mean over seeds)."""
+        return self.selection.best
+
+    @property
+    def best_params(self) -> HParams | None:
+        return self.best.point if self.best is not None else None
+
+    @property
+    def failed_points(self) -> list[PointStatus]:
+        return [p for p in self.points if not p.finished]
+
+
+def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
+         *, machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
+         accept_changes: bool = False, progress: Progress | None = None, prepared: Prepared | None = None,
+         workers: int = 1, on_step: StepHook | None = None, command_config: str | None = None) -> TuneResult:
+    """Run the grid study, or continue it: points already COMPLETE are never trained again.
+
+    ``workers`` > 1 trains that many points at once, each in its own process, on the same study.
+    ``progress`` gets one line per event (trial done, with ETA); ``on_step(done, total)`` is called after
+    every training step of a trial (single worker only). ``command_config`` (the command line's resolved
+    options, as a ``--config`` file) is stored on the study for ``report``. The calling process's settings
+    (threads, allocator, log levels, CUDA device) are left as they are.
+    """
+    if workers < 1:
+        raise ConfigError(f"--workers must be 1 or more, got {workers}")
+    progress = progress or silent  # workers print nothing either when there is no progress to show
+    machine = machine or MachineSettings()
+    space = space or SearchSpace()
+    check_log_dir(log_dir)
+    prepared = prepared or prepare(data, settings, machine)
+    storage = open_storage(study_spec.storage, create_dirs=True)
+    record = StudyRecord.build(study_spec, data, settings, space, prepared.corpus.fingerprint)
+    study = create_or_resume(study_spec, record, storage, accept_changes=accept_changes)
+    if command_config is not None:
+        study.set_user_attr(CONFIG_ATTR, command_config)
+    with local_study_lock(study_spec.storage) as alone:
+        recovered = recover_interrupted(study, alone=alone)
+        if recovered:
+            progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
+        plan = StudyRecord.from_study(study).confirm_plan()
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if next_step(study, space, plan, study_spec.max_retries) is None and not running:
+            progress(f"Study {study_spec.study_name!r}: all {len(space)} grid points are complete"
+                     + (" and confirmed" if plan.active else "") + "; nothing to train")
+            stats = LoopStats()
+        else:
+            progress(_plan_line(study, study_spec, space, plan, workers))
+            if workers == 1:
+                stats = _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress,
+                                      workers=1, on_step=on_step)
+            else:
+                stats = _run_workers(study, study_spec, data, space, settings, machine, log_dir, progress, workers)
+        stats.recovered = recovered
+    _say_left_to_others(stats, progress)
+    selection = select(study, study_spec.max_retries)
+    study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
+    return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
+                      StudyRecord.from_study(study).objective)
+
+
+def _plan_line(study: optuna.Study, spec: StudySpec, space: SearchSpace, plan: ConfirmPlan, workers: int) -> str:
+    todo = sum(1 for p in point_status(study, space) if not p.finished)
+    seeds = ", ".join(map(str, plan.seeds))
+    doing = (f"training {todo}" + (f"; then the top {plan.top} again with seeds {seeds}" if plan.active else "")
+             if todo else f"confirming the top {plan.top} with seeds {seeds}")
+    return (f"Study {spec.study_name!r} in {spec.storage}: {len(space) - todo}/{len(space)} points done, {doing}"
+            + (f" ({workers} workers)" if workers > 1 else ""))
+
+
+def _say_left_to_others(stats: LoopStats, progress: Progress) -> None:
+    if stats.left_to_others:
+        progress(f"{len(stats.left_to_others)} trial(s) {stats.left_to_others} are being trained by other workers "
+                 "whose heartbeats are live: they will finish them (`optuna-seqclf studies` shows when)")
+
+
+def study_result(study_name: str, storage_url: str) -> TuneResult:
+    """Where a study stands, read without training anything (a study being tuned elsewhere too)."""
+    study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
+    record = StudyRecord.from_study(study)
+    return TuneResult(study_name, storage_url, point_status(study, record.space), select(study),
+                      metric=record.objective)
+
+
+def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric: Metric) -> str:
+    """``[done/points] trial N: batch size B, learning rate L: <outcome>``."""
+    p, seed = trial.params, confirm_seed_of(trial)
+    where = f"[{done}/{points}]" if seed is None else "[confirm]"
+    head = f"{where} trial {trial.number}: batch size {p.get('batch_size')}, " \
+           f"learning rate {p.get('learning_rate'):g}" + ("" if seed is None else f", seed {seed}")
+    if trial.state == TrialState.COMPLETE:
+        secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
+        failed = trial.user_attrs.get(FAILED_RUN_ATTR)
+        eta = f"; ETA {eta_s / 60:.1f} min" if seed is None else ""
+        return (f"{head}: dev {metric.short} {trial.value:.4f} ({secs:.1f} s{eta})"
+                + (f"; FAILED RUN: {failed}" if failed else ""))
+    if trial.state == TrialState.PRUNED:
+        value = trial.value if trial.value is not None else float("nan")
+        return f"{head}: pruned after epoch {trial.user_attrs.get(PRUNED_AFTER_ATTR)} (dev {metric.short} {value:.4f})"
+    return f"{head}: {trial.state.name} ({trial.user_attrs.get(ERROR_ATTR, 'no reason recorded')})"
+
+
+def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace, settings: TrainSettings,
+                  machine: MachineSettings, prepared: Prepared, log_dir: Path | None, progress: Progress,
+                  workers: int, on_step: StepHook | None = None) -> LoopStats:
+    """Train points in this process until the grid is done; one progress line per trial."""
+    tracker = make_tracker(log_dir, study_spec.study_name)  # a new Aim repo is set up meanwhile
+    metric = StudyRecord.from_study(study).objective  # the study's, also when resumed with --accept-changes
+    prepared.encoded(settings.max_seq_length)  # tokenise before the first trial, once
+    started = time.monotonic()
+    trained = 0
+
+    def on_trial(trial: FrozenTrial) -> None:
+        nonlocal trained
+        trained += 1
+        done = sum(1 for p in point_status(study, space) if p.finished)
+        eta = (time.monotonic() - started) / trained * (len(space) - done) / workers
+        progress(_trial_line(trial, done, len(space), eta, metric))
+
+    with gated_interrupts() as gate:
+
+        def after_step(done: int, total: int) -> None:
+            gate.check()  # Ctrl-C stops here, between two steps
+            if on_step is not None:
+                on_step(done, total)
+
+        objective = Objective(prepared, settings, machine, space, tracker, study_spec.study_name, on_step=after_step,
+                              metric=metric)
+        return run_grid(study, space, objective, study_spec.max_retries, gate, on_trial)
+
+
+def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, space: SearchSpace,
+                 settings: TrainSettings, machine: MachineSettings, log_dir: Path | None, progress: Progress,
+                 workers: int) -> LoopStats:
+    """Start ``workers`` processes on the study and wait for them; Ctrl-C stops them all."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")  # never fork a process that has torch threads running
+    finished_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    verbose = progress is not silent
+    procs = [ctx.Process(target=_worker_main, name=f"seqclf-worker-{i}",
+                         args=(study_spec, data, space, settings, machine, log_dir, i, workers, verbose))
+             for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    try:
+        for proc in procs:
+            proc.join()
+    except KeyboardInterrupt:
+        for proc in procs:  # they got the same SIGINT; give them time to mark their trials
+            proc.join(timeout=30)
+        raise
+    crashed = [p.name for p in procs if p.exitcode not in (0, None)]
+    if crashed:
+        progress(f"worker(s) {', '.join(crashed)} stopped with an error; run `tune` again to resume")
+    new = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and t.number not in finished_before]
+    return LoopStats(trained=sum(1 for t in new if DUPLICATE_ATTR not in t.user_attrs),
+                     failed=[t.number for t in new if t.state == TrialState.FAIL])
+
+
+def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, settings: TrainSettings,
+                 machine: MachineSettings, log_dir: Path | None, index: int, workers: int, verbose: bool) -> None:
+    """A worker process's entry point: its own process settings, then the grid until it is done."""
+    def progress(message: str) -> None:
+        if verbose:
+            print(f"[worker {index}] {message}", file=sys.stderr, flush=True)
+
+    configure_process(machine.threads, workers)
+    code = 0
+    try:
+        machine = assign_device(machine, index)
+        prepared = prepare(data, settings, machine)
+        study = load_study(study_spec.study_name, open_storage(study_spec.storage), study_spec.storage,
+                           pruner=make_pruner(study_spec.pruner, settings.epochs, len(space)))
+        study.sampler = grid_sampler(StudyRecord.from_study(study))
+        with local_study_lock(study_spec.storage):
+            _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress, workers)
+    except SeqClfError as exc:
+        print(f"[worker {index}] Error: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    exit_now(code)  # the parent waits for this process: skip the interpreter's teardown

@@ -1,0 +1,76 @@
+"""fine_tune and evaluate: input order kept, the last epoch's evaluation reused, precision as asked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+import optuna_seqclf.training.loop as train_lib
+from conftest import CPU
+from optuna_seqclf import HParams, MachineSettings
+from optuna_seqclf.training.loop import evaluate, fine_tune
+from optuna_seqclf.training.optim import autocast_dtype
+
+
+def test_evaluation_keeps_input_order_and_final_eval_is_the_last_epochs(sst2) -> None:  # type: ignore[no-untyped-def]
+    settings, prepared, encoded = sst2
+    dev = encoded.dev.select(range(40))
+    epochs: list[dict[str, float]] = []
+    result = fine_tune(settings.model, prepared.tokenizer, encoded.train.select(range(200)), dev,
+                       prepared.corpus.id2label, HParams(16, 1e-3), settings, seed=1, machine=CPU,
+                       on_epoch=lambda epoch, metrics: epochs.append(metrics))
+    fresh = evaluate(result.model, dev, prepared.tokenizer, batch_size=7)
+    assert result.dev.metrics == pytest.approx(fresh.metrics) and result.dev.metrics == pytest.approx(epochs[-1])
+    result.model.eval()
+    with torch.inference_mode():
+        one_by_one = [int(result.model(input_ids=torch.tensor([row["input_ids"]])).logits.argmax())
+                      for row in dev]
+    assert fresh.predictions.tolist() == one_by_one
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("fp32", torch.float32), ("bf16", torch.bfloat16),
+                                                  ("fp16", torch.float16)])
+def test_precision_sets_the_dtype_layers_compute_in_and_fp16_scales_the_loss(
+        sst2, precision: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    settings, prepared, encoded = sst2
+    seen: set[torch.dtype] = set()
+    scaled: list[float] = []
+    initial: list[torch.Tensor] = []
+    real_load, real_scaler = train_lib.load_model, torch.amp.GradScaler
+
+    def load_and_watch(*args, **kwargs):  # type: ignore[no-untyped-def]
+        model = real_load(*args, **kwargs)
+        initial.append(model.bert.encoder.layer[0].attention.self.query.weight.detach().clone())
+        model.bert.encoder.layer[0].attention.self.query.register_forward_hook(
+            lambda module, inputs, output: seen.add(output.dtype))
+        return model
+
+    class WatchedScaler(real_scaler):  # type: ignore[misc, valid-type]
+        def scale(self, outputs):  # type: ignore[no-untyped-def]
+            scaled.append(float(self.get_scale()))
+            return super().scale(outputs)
+
+    monkeypatch.setattr(train_lib, "load_model", load_and_watch)
+    monkeypatch.setattr(torch.amp, "GradScaler", WatchedScaler)
+    train, dev = encoded.train.select(range(160)), encoded.dev.select(range(40))
+    result = fine_tune(settings.model, prepared.tokenizer, train, dev, prepared.corpus.id2label, HParams(16, 1e-3),
+                       replace(settings, epochs=2), seed=1, machine=replace(CPU, precision=precision))
+    assert seen == {dtype}  # training and evaluation forward passes alike
+    assert (len(scaled) == 20) == (precision == "fp16")  # fp16 alone scales the loss, on every step
+    assert np.isfinite(result.train_metrics["train_loss"]) and np.isfinite(result.log_history[-1]["loss"])
+    trained = result.model.bert.encoder.layer[0].attention.self.query.weight
+    assert trained.dtype == torch.float32 and torch.isfinite(trained).all()  # the weights stay fp32
+    assert not torch.equal(trained, initial[0])  # steps were taken (fp16 skips only the ones that overflow)
+
+
+def test_precision_is_fp32_unless_asked_and_a_bad_one_is_refused() -> None:
+    from optuna_seqclf.errors import ConfigError
+
+    assert MachineSettings().precision == "fp32"
+    assert autocast_dtype("fp32") is None
+    assert autocast_dtype("bf16") == torch.bfloat16
+    with pytest.raises(ConfigError, match="--precision 'fp8'"):
+        MachineSettings(precision="fp8")

@@ -1,0 +1,103 @@
+"""A worker finishes the grid: it waits on points other workers hold, trains those whose worker died (once its
+heartbeat is stale), and leaves the ones live workers hold to them, saying so."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+import optuna_seqclf.training.loop as train_lib
+from conftest import EXAMPLE_DATA
+from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune
+from optuna_seqclf.study.storage import local_study_lock, open_storage
+
+SPACE = SearchSpace((8,), (1e-3, 1e-4))
+SPEC = StudySpec(study_name="w", storage="sqlite:///studies/w.db")
+
+
+@pytest.fixture()
+def quick_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SEQCLF_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("SEQCLF_GRACE_PERIOD", "2")  # a worker that waits 2 + 2 x 1 s has seen any dead one go stale
+
+
+def _die_on_first_trial(monkeypatch: pytest.MonkeyPatch, model: Path) -> int:
+    """A worker that dies (like kill -9) in its first trial: the trial stays RUNNING. Returns its number."""
+    def dies(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise SystemExit("killed")
+
+    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", dies)
+    with pytest.raises(SystemExit):
+        tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, log_dir=None)
+    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", train_lib.fine_tune)
+    study = _load()
+    [running] = study.get_trials(states=(TrialState.RUNNING,))
+    return running.number
+
+
+def _load() -> optuna.Study:
+    return optuna.load_study(study_name="w", storage=open_storage(SPEC.storage))
+
+
+@pytest.fixture()
+def another_worker_present(workdir: Path) -> Iterator[None]:
+    """Hold the study's local lock as a live worker would: `tune` then cannot assume RUNNING trials are dead."""
+    (workdir / "studies").mkdir()
+    with local_study_lock(SPEC.storage):
+        yield
+
+
+def test_point_of_a_dead_worker_is_trained_once_its_heartbeat_is_stale(
+        workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, quick_heartbeats: None,
+        another_worker_present: None) -> None:
+    dead = _die_on_first_trial(monkeypatch, tiny_model)
+    result = tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SPACE, log_dir=None)
+    assert result.stats.left_to_others == [] and result.stats.recovered == []  # not assumed dead: found stale
+    assert [p.state for p in result.points] == ["COMPLETE", "COMPLETE"]
+    study = _load()
+    assert study.get_trials()[dead].state == TrialState.FAIL
+    complete = [(t.params["batch_size"], t.params["learning_rate"]) for t in study.get_trials(
+        states=(TrialState.COMPLETE,))]
+    assert sorted(complete) == [(8, 1e-4), (8, 1e-3)]  # each point once, the dead one included
+
+
+def test_points_live_workers_hold_are_left_to_them(
+        workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, quick_heartbeats: None,
+        another_worker_present: None) -> None:
+    held = _die_on_first_trial(monkeypatch, tiny_model)
+    storage = open_storage(SPEC.storage)
+    trial_id = _load().get_trials()[held]._trial_id
+    alive = threading.Event()
+
+    def beat() -> None:  # the holder's heartbeat, as a live worker's thread sends it
+        while not alive.wait(0.3):
+            storage.record_heartbeat(trial_id)
+
+    beating = threading.Thread(target=beat, daemon=True)
+    beating.start()
+    try:
+        result = tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SPACE,
+                      log_dir=None)
+    finally:
+        alive.set()
+        beating.join()
+    assert result.stats.left_to_others == [held]
+    assert sorted(p.state for p in result.points) == ["COMPLETE", "RUNNING"]
+
+
+def test_train_on_an_incomplete_grid_names_the_missing_points(
+        workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, quick_heartbeats: None,
+        another_worker_present: None) -> None:
+    from optuna_seqclf import train_replicas
+
+    monkeypatch.setattr("optuna_seqclf.tuning.worker.live_worker_wait_s", lambda: 0.0)  # leave at once
+    _die_on_first_trial(monkeypatch, tiny_model)
+    tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SPACE, log_dir=None)
+    lines: list[str] = []
+    train_replicas("w", SPEC.storage, workdir / "out", seeds=(1,), log_dir=None, progress=lines.append)
+    assert any("is not complete: 1 of 2 points have no result (8 " in line and "(running))" in line for line in lines)
