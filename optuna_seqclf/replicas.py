@@ -18,7 +18,7 @@ import numpy as np
 from optuna_seqclf.errors import OutputError, StudyError
 from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.interrupts import InterruptGate, gated_interrupts
-from optuna_seqclf.predict.predictor import COMPLETE_MARKER, SUMMARY_FILE, Predictor
+from optuna_seqclf.predict.predictor import Predictor
 from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
 from optuna_seqclf.study.queue import REPLICAS_ATTR, incomplete_grid
 from optuna_seqclf.study.record import StudyRecord
@@ -28,7 +28,16 @@ from optuna_seqclf.summary import Summary
 from optuna_seqclf.training.failed_runs import below_baseline_reason, failed_run_reason
 from optuna_seqclf.training.loop import classification_metrics, evaluate, fine_tune
 from optuna_seqclf.training.prepared import Prepared, prepare
-from optuna_seqclf.training.replica_folder import read_results, remove_stale_temp, write_json_atomic, write_replica
+from optuna_seqclf.training.replica_folder import (
+    COMPLETE_MARKER,
+    ENSEMBLE_FILE,
+    SUMMARY_FILE,
+    read_results,
+    remove_stale_temp,
+    replica_dir_name,
+    write_json_atomic,
+    write_replica,
+)
 from optuna_seqclf.training.tracking import Tracker, check_log_dir, log_to, make_tracker
 
 
@@ -71,14 +80,6 @@ class EnsembleResult:
     test_f1: float
     test_micro_f1: float
     test_accuracy: float
-
-
-ENSEMBLE_FILE = "ensemble_results.json"
-
-
-def replica_dir_name(config_name: str, task_name: str, hp: HParams, epochs_label: str, seed: int) -> str:
-    """``<config>-model_<task>_<bs>_<lr>_<epochs>_<seed>``, the reference's naming."""
-    return f"{config_name}-model_{task_name}_{hp.batch_size}_{hp.learning_rate!r}_{epochs_label}_{seed}"
 
 
 def check_writable(output_dir: Path) -> None:

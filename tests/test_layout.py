@@ -74,6 +74,53 @@ def test_no_import_cycle_not_even_behind_type_checking() -> None:
         visit(name, [])
 
 
+# The floors of the house, bottom up: a module imports only its own room and rooms on a lower floor; rooms
+# on one floor do not import each other. A top-level module is a room of its own.
+FLOORS: list[set[str]] = [
+    {"errors"},
+    {"settings", "hooks", "runtime", "interrupts", "summary"},
+    {"data"},
+    {"training", "study"},
+    {"predict"},
+    {"tuning", "replicas"},
+    {"pipeline"},
+    {"report"},
+    {"cli"},
+    {"__init__", "__main__"},  # the front doors: the public API and `python -m`
+]
+
+
+def _room(module: str) -> str:
+    return module.split(".")[0]
+
+
+def _floor(room: str) -> int:
+    return next(i for i, rooms in enumerate(FLOORS) if room in rooms)
+
+
+def test_every_room_has_a_floor() -> None:
+    rooms = {_room(name) for name in _modules_cache()}
+    assert rooms == set().union(*FLOORS)
+
+
+def test_no_room_imports_a_room_above_it_or_beside_it() -> None:
+    """cli -> report -> pipeline -> {tuning, replicas} -> predict -> {training, study} -> data -> {settings,
+    hooks, runtime, interrupts, summary} -> errors; imports behind ``TYPE_CHECKING`` and inside functions
+    count."""
+    upward = [f"{name} imports {target}" for name, tree in _modules_cache().items()
+              for target, _ in _our_imports(tree)
+              if _room(target) != _room(name) and _floor(_room(target)) >= _floor(_room(name))]
+    assert upward == []
+
+
+def test_the_layering_check_would_fail() -> None:
+    """The rule above, on imports that break it: data reading from training, study from its neighbour."""
+    for module, line in (("data.corpus", "from optuna_seqclf.training.loop import fine_tune"),
+                         ("study.queue", "import optuna_seqclf.training.model")):
+        [(target, _)] = _our_imports(ast.parse(line))
+        assert _floor(_room(target)) >= _floor(_room(module))
+
+
 def test_no_module_imports_a_private_name_of_another() -> None:
     private = [f"{name} imports {target}.{imported}" for name, tree in _modules_cache().items()
                for target, names in _our_imports(tree) for imported in names

@@ -91,8 +91,8 @@ def _print_tune_result(result: Any, model: str) -> None:
 
 
 def _print_replicas(result: Any) -> None:
-    from optuna_seqclf.predict.predictor import SUMMARY_FILE
     from optuna_seqclf.report.tables import replicas_table
+    from optuna_seqclf.training.replica_folder import SUMMARY_FILE
 
     click.echo(replicas_table(result.replicas, result.summary, result.ensemble, result.summary_all))
     if result.failed and len(result.failed) == len(result.replicas):

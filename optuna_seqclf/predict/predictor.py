@@ -22,14 +22,17 @@ from optuna_seqclf.errors import ModelLoadError, first_line
 from optuna_seqclf.settings import MachineSettings
 from optuna_seqclf.training.loop import logits_by_batch, pad_id_of
 from optuna_seqclf.training.model import load_tokenizer, resolve_device
+from optuna_seqclf.training.replica_folder import (
+    SUMMARY_FILE,
+    check_complete,
+    ensemble_seeds,
+    replica_folders,
+    seeds_text,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-# The layout of a replicas folder (``train`` writes it): a summary naming every replica, and in each replica
-# folder a file written last, so a folder without it is half-written.
-SUMMARY_FILE = "replicas_summary.json"
-COMPLETE_MARKER = "all_results.json"
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 HOLD_ALL_BYTES = 2 << 30  # an ensemble whose weights fit in this stays loaded; a larger one loads in turn
 
@@ -112,12 +115,12 @@ class Predictor:
         replicas = replica_folders(path)
         if replica is not None:
             if replica not in replicas:
-                raise ModelLoadError(f"{path}: no replica of seed {replica} (seeds: {_seeds(replicas)})")
+                raise ModelLoadError(f"{path}: no replica of seed {replica} (seeds: {seeds_text(replicas)})")
             replicas = {replica: replicas[replica]}
         else:  # the ensemble `train` scored: failed runs left out while any other exists
             members = ensemble_seeds(path)
             replicas = {seed: folder for seed, folder in replicas.items() if members is None or seed in members}
-        _check_complete(path, replicas, replica is None)
+        check_complete(path, replicas, replica is None)
         return cls(list(replicas.values()), tuple(replicas), machine, max_seq_length)
 
     @property
@@ -127,7 +130,7 @@ class Predictor:
             return str(self.folders[0])
         if len(self.seeds) == 1:
             return f"replica of seed {self.seeds[0]}"
-        return f"ensemble of seeds {_seeds(self.seeds)}"
+        return f"ensemble of seeds {seeds_text(self.seeds)}"
 
     def predict_proba(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                       batch_size: int | None = None) -> np.ndarray:
@@ -183,43 +186,6 @@ class Predictor:
                                                self.machine.precision):
             out[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
         return out
-
-
-def replica_folders(path: Path) -> dict[int, Path]:
-    """Seed -> folder of every replica a replicas folder's summary names."""
-    try:
-        summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
-        listed = {int(r["seed"]): path / Path(r["path"]).name for r in summary["replicas"]}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{path / SUMMARY_FILE}: not a replicas summary written by `optuna-seqclf train` "
-                             f"({first_line(exc)})") from None
-    if not listed:
-        raise ModelLoadError(f"{path / SUMMARY_FILE}: names no replica")
-    return listed
-
-
-def ensemble_seeds(path: Path) -> set[int] | None:
-    """The seeds of the ensemble ``train`` scored (None for summaries written before it said)."""
-    try:
-        seeds = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))["ensemble"]["seeds"]
-        return {int(s) for s in seeds}
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _check_complete(path: Path, replicas: dict[int, Path], ensemble: bool) -> None:
-    """Refuse a replica whose folder is missing or half-written (no ``COMPLETE_MARKER``), naming its seed."""
-    broken = [seed for seed, folder in replicas.items() if not (folder / COMPLETE_MARKER).is_file()]
-    if broken:
-        complete = _seeds([s for s in replicas if s not in broken]) or "none"
-        raise ModelLoadError(
-            f"{path}: the replica of seed(s) {_seeds(broken)} is missing or half-written; run `optuna-seqclf train` "
-            "again to finish it" + (f", or pick a complete one with --replica SEED (complete: {complete})"
-                                    if ensemble else ""))
-
-
-def _seeds(seeds: Sequence[int] | dict[int, Path]) -> str:
-    return ",".join(str(s) for s in seeds)
 
 
 def _classifier_config(folder: Path):  # type: ignore[no-untyped-def]

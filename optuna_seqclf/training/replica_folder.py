@@ -1,8 +1,11 @@
-"""What a replica folder holds, written so that a folder that exists is complete.
+"""The replicas folder's format, written and read here only.
 
-Every file goes into a hidden temporary folder; ``all_results.json`` (``predict.COMPLETE_MARKER``) is
-written last, and the folder is renamed into place by ``replicas``. A killed ``train`` leaves only
-temporary folders, removed by the next one once their process is gone.
+A replicas folder holds ``replicas_summary.json`` (``SUMMARY_FILE``: every replica and the ensemble's
+seeds), ``ensemble_results.json`` and one HF-loadable folder per seed, named as the reference names them.
+Every file of a replica goes into a hidden temporary folder; ``all_results.json`` (``COMPLETE_MARKER``) is
+written last, and the folder is renamed into place by ``replicas``, so a folder without the marker is
+half-written. A killed ``train`` leaves only temporary folders, removed by the next one once their process
+is gone.
 """
 
 from __future__ import annotations
@@ -10,15 +13,24 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from optuna_seqclf.errors import OutputError
-from optuna_seqclf.predict.predictor import COMPLETE_MARKER
+from optuna_seqclf.errors import ModelLoadError, OutputError, first_line
 from optuna_seqclf.settings import HParams, TrainSettings
 from optuna_seqclf.training.loop import EvalResult, FineTuneResult
 from optuna_seqclf.training.optim import MAX_GRAD_NORM
 from optuna_seqclf.training.prepared import Prepared
+
+SUMMARY_FILE = "replicas_summary.json"
+COMPLETE_MARKER = "all_results.json"
+ENSEMBLE_FILE = "ensemble_results.json"
+
+
+def replica_dir_name(config_name: str, task_name: str, hp: HParams, epochs_label: str, seed: int) -> str:
+    """``<config>-model_<task>_<bs>_<lr>_<epochs>_<seed>``, the reference's naming."""
+    return f"{config_name}-model_{task_name}_{hp.batch_size}_{hp.learning_rate!r}_{epochs_label}_{seed}"
 
 
 def remove_stale_temp(final: Path) -> None:
@@ -101,3 +113,40 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"{path}: cannot be written ({exc.strerror})") from None
+
+
+def replica_folders(path: Path) -> dict[int, Path]:
+    """Seed -> folder of every replica a replicas folder's summary names."""
+    try:
+        summary = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))
+        listed = {int(r["seed"]): path / Path(r["path"]).name for r in summary["replicas"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"{path / SUMMARY_FILE}: not a replicas summary written by `optuna-seqclf train` "
+                             f"({first_line(exc)})") from None
+    if not listed:
+        raise ModelLoadError(f"{path / SUMMARY_FILE}: names no replica")
+    return listed
+
+
+def ensemble_seeds(path: Path) -> set[int] | None:
+    """The seeds of the ensemble ``train`` scored (None for summaries written before it said)."""
+    try:
+        seeds = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))["ensemble"]["seeds"]
+        return {int(s) for s in seeds}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_complete(path: Path, replicas: dict[int, Path], ensemble: bool) -> None:
+    """Refuse a replica whose folder is missing or half-written (no ``COMPLETE_MARKER``), naming its seed."""
+    broken = [seed for seed, folder in replicas.items() if not (folder / COMPLETE_MARKER).is_file()]
+    if broken:
+        complete = seeds_text([s for s in replicas if s not in broken]) or "none"
+        raise ModelLoadError(
+            f"{path}: the replica of seed(s) {seeds_text(broken)} is missing or half-written; "
+            "run `optuna-seqclf train` again to finish it"
+            + (f", or pick a complete one with --replica SEED (complete: {complete})" if ensemble else ""))
+
+
+def seeds_text(seeds: Sequence[int] | dict[int, Path]) -> str:
+    return ",".join(str(s) for s in seeds)

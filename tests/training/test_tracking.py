@@ -135,8 +135,8 @@ def test_a_run_never_tracked_is_still_saved(tmp_path: Path) -> None:
 def test_a_failed_repo_setup_is_one_tracking_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The set-up runs in the background; its failure surfaces where the run is first needed, once."""
     pytest.importorskip("aim")
-    from optuna_seqclf.training import tracking
     from optuna_seqclf.errors import TrackingError
+    from optuna_seqclf.training import tracking
 
     def no_space(log_dir: Path) -> None:
         raise OSError(28, "No space left on device")
