@@ -12,6 +12,7 @@ from pathlib import Path
 from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.replicas import ReplicasResult, check_writable, train_replicas
 from optuna_seqclf.settings import DEFAULT_SEEDS, DataSpec, MachineSettings, SearchSpace, StudySpec, TrainSettings
+from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.prepared import prepare
 from optuna_seqclf.training.tracking import check_log_dir
 from optuna_seqclf.tuning.tune import TuneResult, tune
@@ -27,13 +28,15 @@ def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_d
         space: SearchSpace | None = None, seeds: Sequence[int] = DEFAULT_SEEDS, *,
         machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"), accept_changes: bool = False,
         workers: int = 1, progress: Progress | None = None, on_tuned: Callable[[TuneResult], None] | None = None,
-        on_step: StepHook | None = None, replace_failed: bool = False, command_config: str | None = None) -> RunResult:
+        on_step: StepHook | None = None, replace_failed: bool = False, command_config: str | None = None,
+        trainer: Trainer = fine_tune) -> RunResult:
     """Tune ``study_spec``'s grid, then train one replica per seed in ``output_dir`` with its best point.
 
     Every input (the three splits, tokenizer, model, device, output and log folders) is checked before
     anything is trained, and the corpus is read and tokenised once for both stages. ``on_tuned`` gets the
     tuning result before the replicas are trained (the command prints its table there). ``progress``
-    gets one line per trial and replica; without it, worker processes say nothing either.
+    gets one line per trial and replica; without it, worker processes say nothing either. ``trainer`` trains
+    every trial and replica (``fine_tune`` unless a caller swaps it).
     """
     machine = machine or MachineSettings()
     check_log_dir(log_dir)
@@ -41,10 +44,10 @@ def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_d
     check_writable(output_dir)
     tuning = tune(study_spec, data, settings, space, machine=machine, log_dir=log_dir,
                   accept_changes=accept_changes, progress=progress, prepared=prepared, workers=workers,
-                  on_step=on_step, command_config=command_config)
+                  on_step=on_step, command_config=command_config, trainer=trainer)
     if on_tuned is not None:
         on_tuned(tuning)
     replicas = train_replicas(study_spec.study_name, study_spec.storage, output_dir, seeds, machine=machine,
                               log_dir=log_dir, progress=progress or silent, prepared=prepared, on_step=on_step,
-                              replace_failed=replace_failed)
+                              replace_failed=replace_failed, trainer=trainer)
     return RunResult(tuning, replicas)

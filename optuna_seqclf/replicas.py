@@ -11,7 +11,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,7 +26,7 @@ from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
 from optuna_seqclf.summary import Summary
 from optuna_seqclf.training.failed_runs import below_baseline_reason, failed_run_reason
-from optuna_seqclf.training.loop import classification_metrics, evaluate, fine_tune
+from optuna_seqclf.training.loop import Trainer, classification_metrics, evaluate, fine_tune
 from optuna_seqclf.training.prepared import Prepared, prepare
 from optuna_seqclf.training.replica_folder import (
     COMPLETE_MARKER,
@@ -39,6 +39,9 @@ from optuna_seqclf.training.replica_folder import (
     write_replica,
 )
 from optuna_seqclf.training.tracking import Tracker, check_log_dir, log_to, make_tracker
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass(frozen=True)
@@ -97,14 +100,16 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
                    *, data_dir: Path | None = None, model: str | None = None, tokenizer: str | None = None,
                    machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
                    progress: Progress = silent, prepared: Prepared | None = None,
-                   on_step: StepHook | None = None, replace_failed: bool = False) -> ReplicasResult:
+                   on_step: StepHook | None = None, replace_failed: bool = False,
+                   trainer: Trainer = fine_tune) -> ReplicasResult:
     """Train one replica per seed with the study's best point; reuse replicas already complete.
 
     The data folder, model, tokenizer and training settings are the ones the study recorded; ``data_dir``,
     ``model`` and ``tokenizer`` replace them. A replica no better than the majority class is a failed run:
     kept on disk, reported, left out of the mean and the ensemble (while another exists); with
-    ``replace_failed`` the next unused seed is trained in its place (at most ``len(seeds)`` times). The
-    calling process's settings are left as they are.
+    ``replace_failed`` the next unused seed is trained in its place (at most ``len(seeds)`` times).
+    ``trainer`` trains each replica (``fine_tune`` unless a caller swaps it). The calling process's settings
+    are left as they are.
     """
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     record = StudyRecord.from_study(study)
@@ -123,7 +128,8 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     check_log_dir(log_dir)
     prepared = prepared or prepare(data, settings, machine)
     progress(_best_line(study_name, selection, len(seeds), output_dir))
-    job = _ReplicaJob(prepared, settings, machine, hp, record.task_name, make_tracker(log_dir, study_name), study_name)
+    job = _ReplicaJob(prepared, settings, machine, hp, record.task_name, make_tracker(log_dir, study_name), study_name,
+                      trainer)
 
     def folder(seed: int) -> Path:
         return output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label, seed)
@@ -136,12 +142,18 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     summary = Summary.of([asdict(r) for r in kept])
     summary_all = Summary.of([asdict(r) for r in results]) if len(kept) < len(results) else None
     out = ReplicasResult(study_name, hp, best.value, output_dir, results, summary, ensemble, summary_all)
-    payload = {"study_name": study_name, "storage": storage_url, "best_trial": best.number,
-               "selection": selection.to_json(), **_summary_json(out)}
-    write_json_atomic(output_dir / ENSEMBLE_FILE, asdict(ensemble))
-    write_json_atomic(output_dir / SUMMARY_FILE, payload)
-    study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(output_dir.resolve())})  # for `report`
+    _write_summaries(study, out, storage_url, selection)
     return out
+
+
+def _write_summaries(study: optuna.Study, out: ReplicasResult, storage_url: str, selection: Selection) -> None:
+    """The ensemble's and the replicas' summaries into the output folder, and onto the study for ``report``."""
+    payload = {"study_name": out.study_name, "storage": storage_url,
+               "best_trial": None if selection.best is None else selection.best.number,
+               "selection": selection.to_json(), **_summary_json(out)}
+    write_json_atomic(out.output_dir / ENSEMBLE_FILE, asdict(out.ensemble))
+    write_json_atomic(out.output_dir / SUMMARY_FILE, payload)
+    study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(out.output_dir.resolve())})
 
 
 def _best_line(study_name: str, selection: Selection, replicas: int, output_dir: Path) -> str:
@@ -184,6 +196,7 @@ class _ReplicaJob:
     task_name: str
     tracker: Tracker
     study_name: str
+    trainer: Trainer = fine_tune  # what trains each seed; tests give a scripted one
     # seed -> (dev, test) class probabilities of the replicas this call trained, for the ensemble's scores
     probabilities: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
@@ -260,7 +273,7 @@ class _ReplicaJob:
         encoded = self.prepared.encoded(s.max_seq_length)
         try:
             tmp.mkdir(parents=True)  # the replica in progress; renamed into place when complete
-            tuned = fine_tune(s.model, self.prepared.tokenizer, encoded.train, encoded.dev,
+            tuned = self.trainer(s.model, self.prepared.tokenizer, encoded.train, encoded.dev,
                               self.prepared.corpus.id2label, hp, s, seed, machine=self.machine, on_step=on_step,
                               on_log=log_to(run))
             test = evaluate(tuned.model, encoded.test, self.prepared.tokenizer, self.machine.eval_batch_size,

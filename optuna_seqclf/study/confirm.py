@@ -30,8 +30,7 @@ from optuna_seqclf.study.queue import (
     claimed_point,
     confirm_seed_of,
 )
-
-WAIT = "wait"  # ``next_confirmation``: grid points are still running elsewhere; ask again soon
+from optuna_seqclf.study.steps import Done, TrainPoint, Wait
 
 
 @dataclass(frozen=True)
@@ -100,16 +99,16 @@ def seed_runs(study: optuna.Study, chosen: Sequence[TrialResult], plan: ConfirmP
 
 
 def next_confirmation(study: optuna.Study, points: Sequence[PointStatus], plan: ConfirmPlan,
-                      max_retries: int) -> tuple[HParams, int] | str | None:
-    """The (point, seed) to enqueue and train next; ``WAIT`` while grid points run elsewhere; None: done."""
+                      max_retries: int) -> TrainPoint | Wait | Done:
+    """The (point, seed) to enqueue and train next; ``Wait`` while grid points run elsewhere."""
     if not plan.active:
-        return None
+        return Done()
     if not grid_settled(points, max_retries):
-        return WAIT if any(p.state == "RUNNING" for p in points) else None
+        return Wait() if any(p.state == "RUNNING" for p in points) else Done()
     for run in seed_runs(study, candidates(points, plan), plan):
         if run.state in ("FAIL", "PENDING") and len(run.errors) <= max_retries and not run.queued:
-            return run.point, run.seed
-    return None
+            return TrainPoint(run.point, run.seed)
+    return Done()
 
 
 def pending_runs(runs: Sequence[SeedRun], max_retries: int) -> int:

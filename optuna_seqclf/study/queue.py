@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seqclf.settings import HParams, SearchSpace
+from optuna_seqclf.study.steps import Done, TrainPoint, TrainQueued
 from optuna_seqclf.study.storage import fail_stale_trials
 
 # --- the names stored on studies and trials (one owner) -----------------------------------------------
@@ -254,14 +255,15 @@ def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
     return out
 
 
-def next_point(study: optuna.Study, space: SearchSpace, max_retries: int) -> HParams | bool:
-    """True: a queued trial waits (train it); a point: enqueue it, then train it; False: nothing left."""
+def next_point(study: optuna.Study, space: SearchSpace, max_retries: int) -> TrainQueued | TrainPoint | Done:
+    """The grid's next step: a queued trial, a point to enqueue (never trained, or failed with retries
+    left), or ``Done`` when every point is finished or given up."""
     if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        return True
+        return TrainQueued()
     for status in point_status(study, space):
         if status.state in ("FAIL", "PENDING") and len(status.errors) <= max_retries:
-            return status.point
-    return False
+            return TrainPoint(status.point)
+    return Done()
 
 
 def incomplete_grid(study: optuna.Study, space: SearchSpace) -> str | None:

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -48,6 +48,17 @@ class FineTuneResult:
     history: list[dict[str, float]] = field(default_factory=list)  # dev metrics after each epoch
     eval_seconds: float = 0.0  # dev evaluation, every epoch and final, in seconds
     log_history: list[dict[str, float]] = field(default_factory=list)  # training loss every few steps
+
+
+class Trainer(Protocol):
+    """What trains one (point, seed): ``fine_tune``'s signature. ``tune``, ``train_replicas`` and ``run`` take
+    one (``trainer=``), so a caller can swap the training itself (a scripted trainer in tests) and keep every
+    other line of the tool; it must be picklable (a module-level function) when ``tune`` starts workers."""
+
+    def __call__(self, model_name: str, tokenizer: PreTrainedTokenizerBase, train: datasets.Dataset,
+                 dev: datasets.Dataset, id2label: dict[int, str], hp: HParams, settings: TrainSettings, seed: int,
+                 *, machine: MachineSettings | None = None, on_epoch: EpochHook | None = None,
+                 on_step: StepHook | None = None, on_log: LogHook | None = None) -> FineTuneResult: ...
 
 
 def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:

@@ -36,7 +36,7 @@ from optuna_seqclf.study.queue import (
     owner_of,
 )
 from optuna_seqclf.training.failed_runs import failed_run_reason
-from optuna_seqclf.training.loop import fine_tune
+from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
 
@@ -58,6 +58,7 @@ class Objective:
     study_name: str
     on_step: StepHook | None = None
     metric: Metric = field(default_factory=Metric)
+    trainer: Trainer = fine_tune  # what trains the trial's (point, seed); tests give a scripted one
 
     def __call__(self, trial: optuna.Trial) -> float:
         hp, confirm_seed = self._claim(trial)
@@ -69,7 +70,7 @@ class Objective:
             raise
         encoded = self.prepared.encoded(self.settings.max_seq_length)
         try:
-            result = fine_tune(
+            result = self.trainer(
                 self.settings.model, self.prepared.tokenizer, encoded.train, encoded.dev,
                 self.prepared.corpus.id2label, hp, self.settings, seed, machine=self.machine,
                 # a confirmation run is never pruned: its full-length score is what it is for

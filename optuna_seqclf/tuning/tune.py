@@ -31,7 +31,9 @@ from optuna_seqclf.study.queue import (
 )
 from optuna_seqclf.study.record import StudyRecord, create_or_resume, grid_sampler, make_pruner
 from optuna_seqclf.study.selection import Selection, select
+from optuna_seqclf.study.steps import Done
 from optuna_seqclf.study.storage import load_study, local_study_lock, open_storage
+from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.model import assign_device
 from optuna_seqclf.training.prepared import Prepared, prepare
 from optuna_seqclf.training.tracking import check_log_dir, make_tracker
@@ -68,14 +70,16 @@ class TuneResult:
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
          *, machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
          accept_changes: bool = False, progress: Progress | None = None, prepared: Prepared | None = None,
-         workers: int = 1, on_step: StepHook | None = None, command_config: str | None = None) -> TuneResult:
+         workers: int = 1, on_step: StepHook | None = None, command_config: str | None = None,
+         trainer: Trainer = fine_tune) -> TuneResult:
     """Run the grid study, or continue it: points already COMPLETE are never trained again.
 
     ``workers`` > 1 trains that many points at once, each in its own process, on the same study.
     ``progress`` gets one line per event (trial done, with ETA); ``on_step(done, total)`` is called after
     every training step of a trial (single worker only). ``command_config`` (the command line's resolved
-    options, as a ``--config`` file) is stored on the study for ``report``. The calling process's settings
-    (threads, allocator, log levels, CUDA device) are left as they are.
+    options, as a ``--config`` file) is stored on the study for ``report``. ``trainer`` trains each trial
+    (``fine_tune`` unless a caller swaps it). The calling process's settings (threads, allocator, log levels,
+    CUDA device) are left as they are.
     """
     if workers < 1:
         raise ConfigError(f"--workers must be 1 or more, got {workers}")
@@ -95,7 +99,7 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
         plan = StudyRecord.from_study(study).confirm_plan()
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if next_step(study, space, plan, study_spec.max_retries) is None and not running:
+        if isinstance(next_step(study, space, plan, study_spec.max_retries), Done) and not running:
             progress(f"Study {study_spec.study_name!r}: all {len(space)} grid points are complete"
                      + (" and confirmed" if plan.active else "") + "; nothing to train")
             stats = LoopStats()
@@ -103,9 +107,10 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
             progress(_plan_line(study, study_spec, space, plan, workers))
             if workers == 1:
                 stats = _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress,
-                                      workers=1, on_step=on_step)
+                                      workers=1, on_step=on_step, trainer=trainer)
             else:
-                stats = _run_workers(study, study_spec, data, space, settings, machine, log_dir, progress, workers)
+                stats = _run_workers(study, study_spec, data, space, settings, machine, log_dir, progress, workers,
+                                     trainer)
         stats.recovered = recovered
     _say_left_to_others(stats, progress)
     selection = select(study, study_spec.max_retries)
@@ -157,7 +162,7 @@ def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric
 
 def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace, settings: TrainSettings,
                   machine: MachineSettings, prepared: Prepared, log_dir: Path | None, progress: Progress,
-                  workers: int, on_step: StepHook | None = None) -> LoopStats:
+                  workers: int, on_step: StepHook | None = None, trainer: Trainer = fine_tune) -> LoopStats:
     """Train points in this process until the grid is done; one progress line per trial."""
     tracker = make_tracker(log_dir, study_spec.study_name)  # a new Aim repo is set up meanwhile
     metric = StudyRecord.from_study(study).objective  # the study's, also when resumed with --accept-changes
@@ -180,13 +185,13 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
                 on_step(done, total)
 
         objective = Objective(prepared, settings, machine, space, tracker, study_spec.study_name, on_step=after_step,
-                              metric=metric)
+                              metric=metric, trainer=trainer)
         return run_grid(study, space, objective, study_spec.max_retries, gate, on_trial)
 
 
 def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, space: SearchSpace,
                  settings: TrainSettings, machine: MachineSettings, log_dir: Path | None, progress: Progress,
-                 workers: int) -> LoopStats:
+                 workers: int, trainer: Trainer) -> LoopStats:
     """Start ``workers`` processes on the study and wait for them; Ctrl-C stops them all."""
     import multiprocessing
 
@@ -194,7 +199,7 @@ def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, spa
     finished_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     verbose = progress is not silent
     procs = [ctx.Process(target=_worker_main, name=f"seqclf-worker-{i}",
-                         args=(study_spec, data, space, settings, machine, log_dir, i, workers, verbose))
+                         args=(study_spec, data, space, settings, machine, log_dir, i, workers, verbose, trainer))
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -214,7 +219,8 @@ def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, spa
 
 
 def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, settings: TrainSettings,
-                 machine: MachineSettings, log_dir: Path | None, index: int, workers: int, verbose: bool) -> None:
+                 machine: MachineSettings, log_dir: Path | None, index: int, workers: int, verbose: bool,
+                 trainer: Trainer = fine_tune) -> None:
     """A worker process's entry point: its own process settings, then the grid until it is done."""
     def progress(message: str) -> None:
         if verbose:
@@ -229,7 +235,8 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
                            pruner=make_pruner(study_spec.pruner, settings.epochs, len(space)))
         study.sampler = grid_sampler(StudyRecord.from_study(study))
         with local_study_lock(study_spec.storage):
-            _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress, workers)
+            _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress, workers,
+                          trainer=trainer)
     except SeqClfError as exc:
         print(f"[worker {index}] Error: {exc}", file=sys.stderr, flush=True)
         code = 1

@@ -13,19 +13,18 @@ from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seqclf.errors import StudyError, in_chain
 from optuna_seqclf.interrupts import InterruptGate
-from optuna_seqclf.settings import HParams, SearchSpace
-from optuna_seqclf.study.confirm import WAIT, ConfirmPlan, next_confirmation
+from optuna_seqclf.settings import SearchSpace
+from optuna_seqclf.study.confirm import ConfirmPlan, next_confirmation
 from optuna_seqclf.study.queue import DUPLICATE_ATTR, enqueue_point, next_point, point_status
 from optuna_seqclf.study.record import StudyRecord
+from optuna_seqclf.study.steps import Done, Step, TrainPoint, Wait
 from optuna_seqclf.study.storage import fail_stale_trials, live_worker_wait_s
 
 
-def next_step(study: optuna.Study, space: SearchSpace, plan: ConfirmPlan, max_retries: int
-              ) -> HParams | tuple[HParams, int] | str | bool | None:
-    """What a worker does next: True: train a queued trial; a point, or a (point, seed) of the
-    confirmation stage: enqueue it and train it; ``WAIT``: ask again soon; None: nothing is left."""
+def next_step(study: optuna.Study, space: SearchSpace, plan: ConfirmPlan, max_retries: int) -> Step:
+    """What a worker does next: the grid's points first, then the confirmation stage's (point, seed) runs."""
     step = next_point(study, space, max_retries)
-    if step is not False:
+    if not isinstance(step, Done):
         return step
     return next_confirmation(study, point_status(study, space), plan, max_retries)
 
@@ -98,18 +97,17 @@ def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optun
         return objective(trial)
 
     idle = _Idle()
-    while (step := next_step(study, space, plan, max_retries)) is not None or idle.keep_waiting(study, gate, stats):
+    while not isinstance(step := next_step(study, space, plan, max_retries), Done) \
+            or idle.keep_waiting(study, gate, stats):
         gate.check()
-        if step is None:
+        if isinstance(step, Done):
             continue  # waited on other workers' trials: look again
         idle.since = None
-        if step == WAIT:  # the stage's points depend on grid trials other workers are running
+        if isinstance(step, Wait):  # the stage's points depend on grid trials other workers are running
             _wait_for_others(study, gate)
             continue
-        if isinstance(step, HParams):
-            enqueue_point(study, step)
-        elif isinstance(step, tuple):
-            enqueue_point(study, *step)
+        if isinstance(step, TrainPoint):
+            enqueue_point(study, step.point, step.seed)
         ran.clear()
         # One trial per call: optimize() runs heartbeats and stale-trial checks for us, and marks the
         # trial FAIL before re-raising KeyboardInterrupt. `catch` keeps a crash from ending the grid.

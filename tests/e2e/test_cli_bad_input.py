@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import write_corpus, write_split
+from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.cli.commands import cli
+from scripted import ScriptedTrainer, fail_on
 
 GOOD = "sentence\tLabel\nI liked it\t1\nI hated it\t0\nso good\t1\nso bad\t0\n"
 Setup = Callable[[Path, Path], list[str]]
@@ -213,12 +215,13 @@ def test_bad_input(name: str, setup: Setup, code: int, message: str, workdir: Pa
         assert "secret" not in result.output
 
 
-def test_train_study_without_complete_trial(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def always_fails(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise RuntimeError("out of memory (simulated)")
-
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", always_fails)
+def test_train_study_without_complete_trial(workdir: Path, tiny_model: Path) -> None:
     data = write_corpus(workdir / "data", GOOD)
+    # The library tunes with a trainer that always fails; `tune` on the same study then trains nothing (the
+    # point has used its retries) and says what it has.
+    tune(StudySpec(study_name="f", storage="sqlite:///studies/f.db", max_retries=0), DataSpec(data),
+         TrainSettings(model=str(tiny_model)), SearchSpace((8,), (1e-3,)), log_dir=None,
+         trainer=ScriptedTrainer(fail=fail_on(error=lambda: RuntimeError("out of memory (simulated)"))))
     tuned = CliRunner().invoke(cli, ["tune", str(data), "--model", str(tiny_model), "--study-name", "f",
                                      "--batch-sizes", "8", "--learning-rates", "1e-3", "--no-track",
                                      "--max-retries", "0"])

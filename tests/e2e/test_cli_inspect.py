@@ -18,10 +18,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, ROOT
+from optuna_seqclf import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.cli.commands import cli
+from optuna_seqclf.training.loop import fine_tune
 
 ARTIFACTS = ROOT / "test-artifacts"
-GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,1e-4"]
 
 
 def _png_size(path: Path) -> tuple[int, int]:
@@ -41,26 +42,33 @@ def _get_json(url: str) -> dict:  # type: ignore[type-arg]
         return json.loads(response.read())
 
 
+def _fails_on_16_1e4(*args, **kwargs):  # type: ignore[no-untyped-def]
+    """fine_tune, except that point (16, 1e-4) always fails: a trainer given through the seam."""
+    if args[5] == HParams(16, 1e-4):
+        raise RuntimeError("CUDA out of memory (simulated)")
+    return fine_tune(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def reported_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2x2 study whose point (16, 1e-4) always fails, and 3 replicas of its best point: trained once for
+    every test of this module that reads them."""
+    folder = tmp_path_factory.mktemp("reported")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        tune(StudySpec(study_name="rep", storage="sqlite:///studies/rep.db", max_retries=0), DataSpec(EXAMPLE_DATA),
+             TrainSettings(model=str(tiny_model), epochs=3), SearchSpace((8, 16), (1e-3, 1e-4)), log_dir=None,
+             trainer=_fails_on_16_1e4)
+        trained = CliRunner().invoke(cli, ["train", "--study-name", "rep", "-o", "out", "--seeds", "1,2,3",
+                                           "--no-track"])
+        assert trained.exit_code == 0, trained.output
+    return folder
+
+
 @pytest.fixture()
-def reported(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A 2x2 study whose point (16, 1e-4) always fails, and 3 replicas of its best point."""
-    import optuna_seqclf.training.loop as train_lib
-
-    real = train_lib.fine_tune
-
-    def failing(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if (args[5].batch_size, args[5].learning_rate) == (16, 1e-4):
-            raise RuntimeError("CUDA out of memory (simulated)")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", failing)
-    runner = CliRunner()
-    tuned = runner.invoke(cli, ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--study-name", "rep",
-                                "--epochs", "3", "--no-track", "--max-retries", "0", *GRID])
-    assert tuned.exit_code == 0, tuned.output
-    trained = runner.invoke(cli, ["train", "--study-name", "rep", "-o", "out", "--seeds", "1,2,3", "--no-track"])
-    assert trained.exit_code == 0, trained.output
-    return workdir
+def reported(reported_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(reported_dir)
+    return reported_dir
 
 
 def test_report_writes_markdown_heatmap_curves_and_replicas(reported: Path) -> None:
@@ -208,7 +216,7 @@ def test_dashboard_beside_a_live_tune(workdir: Path, tiny_model: Path) -> None:
                 proc.wait(timeout=30)
 
 
-def test_dashboard_refuses_a_busy_port(workdir: Path, reported: Path) -> None:
+def test_dashboard_refuses_a_busy_port(reported: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()

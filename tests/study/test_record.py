@@ -9,12 +9,12 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import optuna_seqclf.training.loop as train_lib
 from conftest import EXAMPLE_DATA
 from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.errors import StudyError
 from optuna_seqclf.study.queue import GRID_ORDER, RECORD_ATTR, grid_order
 from optuna_seqclf.study.record import StudyRecord, create_or_resume
+from scripted import ScriptedTrainer, die_on_call, fail_on
 
 SPACE = SearchSpace((8, 16), (1e-3, 1e-4))
 
@@ -39,20 +39,9 @@ def _load(name: str = "s") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///studies/{name}.db")
 
 
-def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    real = train_lib.fine_tune
-    calls = {"n": 0}
-
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
-        hp = args[5]
-        if (hp.batch_size, hp.learning_rate) == (16, 1e-4) and calls["n"] == 0:
-            calls["n"] += 1
-            raise RuntimeError("CUDA out of memory (simulated)")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", flaky)
-    result = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path) -> None:
+    flaky = ScriptedTrainer(fail=fail_on((16, 1e-4), times=1))
+    result = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None, trainer=flaky)
     study = _load()
     assert _complete_per_point(study) == {(bs, lr): 1 for bs in (8, 16) for lr in (1e-3, 1e-4)}
     failed = study.get_trials(states=(TrialState.FAIL,))
@@ -60,47 +49,32 @@ def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path,
     assert result.failed_points == []
 
 
-def test_point_that_keeps_failing_is_given_up(workdir: Path, tiny_model: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    real = train_lib.fine_tune
-
-    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        if args[5].batch_size == 16 and args[5].learning_rate == 1e-3:
-            raise ValueError("loss is nan")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", broken)
-    result = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+def test_point_that_keeps_failing_is_given_up(workdir: Path, tiny_model: Path) -> None:
+    broken = ScriptedTrainer(fail=fail_on((16, 1e-3), error=lambda: ValueError("loss is nan")))
+    result = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+                  trainer=broken)
     assert [(p.point.batch_size, p.point.learning_rate) for p in result.failed_points] == [(16, 1e-3)]
     assert len(result.failed_points[0].errors) == 2  # first try + 1 retry
     assert result.best is not None
     # Running again does not retry a point that has used up its retries...
-    again = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    again = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+                 trainer=broken)
     assert again.stats.trained == 0
     # ...unless the user allows more.
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", real)
-    fixed = tune(_spec(retries=2), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    fixed = tune(_spec(retries=2), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+                 trainer=ScriptedTrainer())
     assert fixed.stats.trained == 1 and fixed.failed_points == []
 
 
-def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_model: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    real = train_lib.fine_tune
-    seen = []
-
-    def dies_on_third(*args, **kwargs):  # type: ignore[no-untyped-def]
-        seen.append(args[5])
-        if len(seen) == 3:
-            raise SystemExit("killed")  # not caught by Optuna: the trial stays RUNNING, like a kill -9
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", dies_on_third)
+def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_model: Path) -> None:
+    dies_on_third = ScriptedTrainer(fail=die_on_call(3))  # SystemExit: the trial stays RUNNING, like a kill -9
     with pytest.raises(SystemExit):
-        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None, trainer=dies_on_third)
+    seen = [hp for hp, _ in dies_on_third.calls]
     states = [t.state for t in _load().get_trials()]
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING, TrialState.WAITING]  # the 4th still queued
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", real)
-    resumed = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None)
+    resumed = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+                   trainer=ScriptedTrainer())
     assert resumed.stats.recovered == [2]
     assert resumed.stats.trained == 2
     study = _load()
@@ -112,26 +86,29 @@ def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_mod
     assert retried[0].number == 4
 
 
+def _tune(spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace) -> None:
+    tune(spec, data, settings, space, log_dir=None, trainer=ScriptedTrainer())
+
+
 def test_resume_refuses_changed_inputs(workdir: Path, tiny_model: Path) -> None:
-    tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+    _tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8,), (1e-3,)))
     with pytest.raises(StudyError, match=r"epochs: study has 1\.0, now 2\.0.*use another --study-name"):
-        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model, epochs=2), SearchSpace((8,), (1e-3,)),
-             log_dir=None)
+        _tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model, epochs=2), SearchSpace((8,), (1e-3,)))
     with pytest.raises(StudyError, match=r"batch sizes: study has 8, now 8,16"):
-        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8, 16), (1e-3,)), log_dir=None)
+        _tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SearchSpace((8, 16), (1e-3,)))
     other = workdir / "other-data"
     shutil.copytree(EXAMPLE_DATA, other)
     # The same files in another folder are the same data: the study goes on.
-    tune(_spec(), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+    _tune(_spec(), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)))
     with (other / "dev.txt").open("a", encoding="utf-8") as fh:
         fh.write("one more sentence\t1\n")
     with pytest.raises(StudyError, match=rf"data: the study was tuned on {EXAMPLE_DATA}\)?;?"):
-        tune(_spec(), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
-    tune(_spec("o"), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+        _tune(_spec(), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)))
+    _tune(_spec("o"), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)))
     with (other / "dev.txt").open("a", encoding="utf-8") as fh:
         fh.write("and another\t0\n")
     with pytest.raises(StudyError, match=rf"data: the files in {other} changed since the study was tuned"):
-        tune(_spec("o"), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)), log_dir=None)
+        _tune(_spec("o"), DataSpec(other), _settings(tiny_model), SearchSpace((8,), (1e-3,)))
     assert len(_load().get_trials()) == 1
 
 

@@ -15,6 +15,7 @@ from optuna_seqclf.study.confirm import ConfirmPlan, candidates, next_confirmati
 from optuna_seqclf.study.queue import CONFIRM_SEED_ATTR, FAILED_RUN_ATTR, POINT_ATTR, RECORD_ATTR, point_status
 from optuna_seqclf.study.record import StudyRecord
 from optuna_seqclf.study.selection import best_grid_trial, select
+from optuna_seqclf.study.steps import Done, TrainPoint
 
 SIZES, RATES = (8, 16, 32), (1e-5, 1e-4, 1e-3)
 
@@ -94,10 +95,10 @@ def test_confirmation_chooses_the_best_mean_over_seeds() -> None:
     assert order == [HParams(8, 1e-4), HParams(16, 1e-4), HParams(32, 1e-4)]
     # (8, 1e-4) was lucky with the grid's seed; (16, 1e-4) is better on average
     for seed, values in ((2, (0.80, 0.88, 0.86)), (3, (0.82, 0.89, 0.85))):
-        assert next_confirmation(study, point_status(study, space), plan, 2) is not None
+        assert isinstance(next_confirmation(study, point_status(study, space), plan, 2), TrainPoint)
         for point, value in zip(order, values):
             _add(study, value, point.batch_size, point.learning_rate, seed=seed)
-    assert next_confirmation(study, point_status(study, space), plan, 2) is None  # the stage is done
+    assert next_confirmation(study, point_status(study, space), plan, 2) == Done()  # the stage is done
     selection = select(study)
     assert selection.rule == "confirmed" and selection.point == HParams(16, 1e-4) and selection.differs
     assert selection.single_seed_best is not None and selection.single_seed_best.point == HParams(8, 1e-4)

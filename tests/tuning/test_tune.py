@@ -63,16 +63,14 @@ def _scripted_fine_tune(scores: dict[float, dict[str, float]]):  # type: ignore[
 
 
 @pytest.mark.parametrize(("metric", "best_lr"), [("macro-f1", 1e-4), ("accuracy", 1e-3), ("mcc", 1e-3)])
-def test_metric_decides_what_is_maximised(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch,
-                                          metric: str, best_lr: float) -> None:
+def test_metric_decides_what_is_maximised(workdir: Path, tiny_model: Path, metric: str, best_lr: float) -> None:
     import optuna
 
     # 1e-3 has the better accuracy and MCC, 1e-4 the better macro-F1: each metric picks another point.
     scores = {1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}, 1e-4: {"f1": 0.8, "accuracy": 0.7, "mcc": 0.4}}
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", _scripted_fine_tune(scores))
     spec = StudySpec(study_name=metric, storage=f"sqlite:///studies/{metric}.db", metric=metric)
     result = tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
-                  SearchSpace((8,), (1e-3, 1e-4)), log_dir=None)
+                  SearchSpace((8,), (1e-3, 1e-4)), log_dir=None, trainer=_scripted_fine_tune(scores))
     assert result.best_params == HParams(8, best_lr)
     assert result.metric.name == metric
     key = {"macro-f1": "f1", "accuracy": "accuracy", "mcc": "mcc"}[metric]
@@ -82,13 +80,12 @@ def test_metric_decides_what_is_maximised(workdir: Path, tiny_model: Path, monke
     assert all(t.user_attrs["dev_f1_per_class"] == {"0": 0.1, "1": 0.2} for t in trials)
 
 
-def test_another_metric_is_another_study(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_another_metric_is_another_study(workdir: Path, tiny_model: Path) -> None:
     from optuna_seqclf.errors import StudyError
 
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune",
-                        _scripted_fine_tune({1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}}))
+    trainer = _scripted_fine_tune({1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}})
     args = (DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SearchSpace((8,), (1e-3,)))
-    tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db"), *args, log_dir=None)
+    tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db"), *args, log_dir=None, trainer=trainer)
     with pytest.raises(StudyError, match=r"maximises dev macro-F1, not accuracy \(--metric accuracy\)"):
         tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db", metric="accuracy"), *args, log_dir=None,
-             accept_changes=True)
+             accept_changes=True, trainer=trainer)

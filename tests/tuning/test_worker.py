@@ -11,10 +11,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-import optuna_seqclf.training.loop as train_lib
 from conftest import EXAMPLE_DATA
 from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.study.storage import local_study_lock, open_storage
+from scripted import ScriptedTrainer, die_on_call
 
 SPACE = SearchSpace((8,), (1e-3, 1e-4))
 SPEC = StudySpec(study_name="w", storage="sqlite:///studies/w.db")
@@ -26,15 +26,15 @@ def quick_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SEQCLF_GRACE_PERIOD", "2")  # a worker that waits 2 + 2 x 1 s has seen any dead one go stale
 
 
-def _die_on_first_trial(monkeypatch: pytest.MonkeyPatch, model: Path) -> int:
-    """A worker that dies (like kill -9) in its first trial: the trial stays RUNNING. Returns its number."""
-    def dies(*args, **kwargs):  # type: ignore[no-untyped-def]
-        raise SystemExit("killed")
+def _tune(model: Path, trainer: ScriptedTrainer | None = None):  # type: ignore[no-untyped-def]
+    return tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, log_dir=None,
+                trainer=trainer or ScriptedTrainer())
 
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", dies)
+
+def _die_on_first_trial(model: Path) -> int:
+    """A worker that dies (like kill -9) in its first trial: the trial stays RUNNING. Returns its number."""
     with pytest.raises(SystemExit):
-        tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, log_dir=None)
-    monkeypatch.setattr("optuna_seqclf.tuning.objective.fine_tune", train_lib.fine_tune)
+        _tune(model, ScriptedTrainer(fail=die_on_call(1)))
     study = _load()
     [running] = study.get_trials(states=(TrialState.RUNNING,))
     return running.number
@@ -55,8 +55,8 @@ def another_worker_present(workdir: Path) -> Iterator[None]:
 def test_point_of_a_dead_worker_is_trained_once_its_heartbeat_is_stale(
         workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, quick_heartbeats: None,
         another_worker_present: None) -> None:
-    dead = _die_on_first_trial(monkeypatch, tiny_model)
-    result = tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SPACE, log_dir=None)
+    dead = _die_on_first_trial(tiny_model)
+    result = _tune(tiny_model)
     assert result.stats.left_to_others == [] and result.stats.recovered == []  # not assumed dead: found stale
     assert [p.state for p in result.points] == ["COMPLETE", "COMPLETE"]
     study = _load()
@@ -69,7 +69,7 @@ def test_point_of_a_dead_worker_is_trained_once_its_heartbeat_is_stale(
 def test_points_live_workers_hold_are_left_to_them(
         workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, quick_heartbeats: None,
         another_worker_present: None) -> None:
-    held = _die_on_first_trial(monkeypatch, tiny_model)
+    held = _die_on_first_trial(tiny_model)
     storage = open_storage(SPEC.storage)
     trial_id = _load().get_trials()[held]._trial_id
     alive = threading.Event()
@@ -81,8 +81,7 @@ def test_points_live_workers_hold_are_left_to_them(
     beating = threading.Thread(target=beat, daemon=True)
     beating.start()
     try:
-        result = tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SPACE,
-                      log_dir=None)
+        result = _tune(tiny_model)
     finally:
         alive.set()
         beating.join()
@@ -96,8 +95,9 @@ def test_train_on_an_incomplete_grid_names_the_missing_points(
     from optuna_seqclf import train_replicas
 
     monkeypatch.setattr("optuna_seqclf.tuning.worker.live_worker_wait_s", lambda: 0.0)  # leave at once
-    _die_on_first_trial(monkeypatch, tiny_model)
-    tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SPACE, log_dir=None)
+    _die_on_first_trial(tiny_model)
+    _tune(tiny_model)
     lines: list[str] = []
-    train_replicas("w", SPEC.storage, workdir / "out", seeds=(1,), log_dir=None, progress=lines.append)
+    train_replicas("w", SPEC.storage, workdir / "out", seeds=(1,), log_dir=None, progress=lines.append,
+                   trainer=ScriptedTrainer(with_model=True))
     assert any("is not complete: 1 of 2 points have no result (8 " in line and "(running))" in line for line in lines)
