@@ -122,7 +122,7 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
         progress(f"The grid of {study_name!r} is not complete: {note}; the best of the points done is used. "
                  "Run `tune` to finish the grid first.")
     data = replace(record.data, data_dir=Path(data_dir)) if data_dir else record.data
-    swapped = {"model": model, "tokenizer": tokenizer}
+    swapped: dict[str, Any] = {"model": model, "tokenizer": tokenizer}
     settings = replace(record.settings, **{k: v for k, v in swapped.items() if v is not None})
     check_writable(output_dir)
     check_log_dir(log_dir)

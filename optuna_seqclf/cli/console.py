@@ -6,6 +6,7 @@ silences both. The library never prints: it calls ``line`` and ``step``, which t
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
@@ -20,7 +21,8 @@ _BAR_WIDTH = 24
 class Console:
     def __init__(self, quiet: bool = False, stream: TextIO | None = None) -> None:
         self.quiet = quiet
-        self.stream = stream if stream is not None else click.get_text_stream("stderr")
+        # sys.stderr at call time: CliRunner swaps it (click 8.5 deprecates get_text_stream)
+        self.stream = stream if stream is not None else sys.stderr
         self.live = not quiet and _isatty(self.stream)
         self._bar_visible = False
         self._started = 0.0

@@ -173,4 +173,4 @@ def fail_cleanly(func: F) -> F:
                        "to resume where it stopped.", err=True)
             sys.exit(130)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # functools.wraps types it _Wrapped; it is func's F

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -62,7 +63,7 @@ def predict(model: Path, input_path: str, output: Path | None, replica: int | No
     console = Console(quiet)
     predictor = Predictor.from_pretrained(model, replica=replica, machine=machine, max_seq_length=max_seq_length)
     console.line(f"Predicting with the {predictor.kind} ({', '.join(predictor.labels)})")
-    result = predict_file(predictor, source, output, stream=click.get_text_stream("stdout"),
+    result = predict_file(predictor, source, output, stream=sys.stdout,
                           probabilities=probabilities, on_progress=console.count_hook)
     console.done()
     if result.examples == 0:

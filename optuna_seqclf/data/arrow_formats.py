@@ -67,9 +67,10 @@ def _arrow_columns(schema: pyarrow.Schema, name: str, columns: Columns) -> list[
             raise DataError(f"{name}: no column {wanted!r} (columns: {', '.join(repr(f.name) for f in schema)}); "
                             f"pass {option}")
         picked.append(field.name if field is not None else None)
-        kind = field.type.value_type if field is not None and pt.is_dictionary(field.type) else \
-            (field.type if field is not None else None)
-        if kind is None or pt.is_string(kind) or pt.is_large_string(kind) or pt.is_null(kind):
+        if field is None:
+            continue
+        kind = field.type.value_type if pt.is_dictionary(field.type) else field.type
+        if pt.is_string(kind) or pt.is_large_string(kind) or pt.is_null(kind):
             continue
         if option == "--label-column" and (pt.is_integer(kind) or pt.is_boolean(kind)):
             continue
@@ -81,6 +82,7 @@ def _arrow_columns(schema: pyarrow.Schema, name: str, columns: Columns) -> list[
 def _arrow_rows(batches: Iterable[Any], picked: list[str | None], class_names: dict[str, list[str]], name: str,
                 columns: Columns) -> Iterator[Example]:
     text_col, pair_col, label_col = picked
+    assert text_col is not None  # the text column is required: _arrow_columns raised without it
     names = class_names.get(label_col or "")
     number = 0
     for batch in batches:

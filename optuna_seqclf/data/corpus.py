@@ -40,6 +40,8 @@ class RawSplit:
     def of(cls, path: Path, fmt: str, examples: Iterable[Example]) -> RawSplit:
         rows = list(examples)
         has_pairs = bool(rows) and rows[0].pair is not None
+        # the readers give every row a pair when the file has a pair column, and a label in a split read with
+        # labels: the tuples hold strings, not None
         return cls(path, fmt, tuple(e.text for e in rows),
                    tuple(e.pair for e in rows) if has_pairs else None,  # type: ignore[misc]
                    tuple(e.label for e in rows), tuple(e.number for e in rows))  # type: ignore[misc]

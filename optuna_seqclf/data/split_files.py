@@ -56,6 +56,7 @@ def find_split_files(folder: Path) -> dict[str, SplitFile]:
             raise DataError(_missing(folder, split, next(iter(formats.values()), None), found))
         if found[split][0].is_dir():
             raise DataError(f"{found[split][0]}: is a folder, expected a file")
+    # found holds files of known suffixes only, so no format here is None
     return {split: SplitFile(found[split][0], formats[split]) for split in SPLITS}  # type: ignore[arg-type]
 
 

@@ -36,7 +36,7 @@ def read_examples(fh: BinaryIO, fmt: str, name: str, columns: Columns, empty_ok:
         return parquet_examples(fh, name, columns)
     lines = numbered_lines(fh, name)
     reader = {"jsonl": _jsonl_examples, "csv": _csv_examples, "tsv": _tsv_examples}[fmt]
-    return reader(lines, name, columns, empty_ok)  # type: ignore[operator]
+    return reader(lines, name, columns, empty_ok)
 
 
 def numbered_lines(fh: Iterable[bytes], name: str) -> Iterator[tuple[int, str]]:
@@ -159,7 +159,7 @@ def _key(record: dict[str, Any], wanted: str) -> str | None:
     if wanted in record:
         return wanted
     lowered = wanted.lower()
-    return next((k for k in record if isinstance(k, str) and k.lower() == lowered), None)
+    return next((k for k in record if k.lower() == lowered), None)  # JSON keys are strings
 
 
 def _value(record: dict[str, Any], wanted: str, at: str, option: str) -> Any:

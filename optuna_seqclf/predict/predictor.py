@@ -13,7 +13,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from optuna_seqclf.training.replica_folder import (
 )
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 HOLD_ALL_BYTES = 2 << 30  # an ensemble whose weights fit in this stays loaded; a larger one loads in turn
@@ -90,7 +90,7 @@ class Predictor:
         self.machine = machine or MachineSettings()
         self.device = resolve_device(self.machine)
         configs = [_classifier_config(folder) for folder in self.folders]
-        labels = [tuple(str(c.id2label[i]) for i in range(c.num_labels)) for c in configs]
+        labels = [_label_names(c) for c in configs]
         if any(other != labels[0] for other in labels):
             raise ModelLoadError(f"{self.folders[0].parent}: the replicas do not share one label set")
         self.labels: tuple[str, ...] = labels[0]
@@ -188,7 +188,13 @@ class Predictor:
         return out
 
 
-def _classifier_config(folder: Path):  # type: ignore[no-untyped-def]
+def _label_names(config: PretrainedConfig) -> tuple[str, ...]:
+    """A classifier's class names, by label id."""
+    id2label: dict[Any, str] = dict(config.id2label or {})
+    return tuple(str(id2label[i]) for i in range(int(config.num_labels or len(id2label))))
+
+
+def _classifier_config(folder: Path) -> PretrainedConfig:
     """The folder's config, checked: a sequence classifier with safetensors weights (never pickled ones)."""
     from transformers import AutoConfig
 

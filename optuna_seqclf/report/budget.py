@@ -38,7 +38,7 @@ def _log_choose(n: np.ndarray, k: int) -> np.ndarray:
     return gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
 
 
-def expected_best(scores: Sequence[float]) -> np.ndarray:
+def expected_best(scores: Sequence[float] | np.ndarray) -> np.ndarray:
     """The expected best score of k trials drawn without replacement from ``scores``, for k = 1..N."""
     v = np.sort(np.asarray(scores, dtype=float))
     n = len(v)

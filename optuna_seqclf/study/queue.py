@@ -83,7 +83,7 @@ def shuffled_order(space: SearchSpace, seed: int) -> list[HParams]:
     grid = space.as_grid()
     names = sorted(grid)
     points = list(itertools.product(*(grid[name] for name in names)))
-    np.random.RandomState(seed or 0).shuffle(points)  # type: ignore[arg-type]
+    np.random.RandomState(seed or 0).shuffle(points)
     return [HParams.from_params(dict(zip(names, values))) for values in points]
 
 

@@ -88,7 +88,8 @@ def _record_heartbeat(self: ResilientStorage, trial_id: int) -> None:
         self._retrying(lambda: optuna.storages.RDBStorage.record_heartbeat(self, trial_id))
 
 
-ResilientStorage.record_heartbeat = _record_heartbeat  # type: ignore[method-assign]
+# mypy forbids assigning to a method, and a function taking the subclass is narrower than the base's method
+ResilientStorage.record_heartbeat = _record_heartbeat  # type: ignore[method-assign,assignment]
 
 
 def _retried(name: str) -> Any:

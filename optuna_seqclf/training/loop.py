@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -122,7 +122,9 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
     was_training = model.training
     model.eval()
     split = TensorSplit.from_dataset(dataset)
-    logits = np.empty((len(split), model.config.num_labels), dtype=np.float32)
+    id2label: dict[Any, str] = dict(model.config.id2label or {})
+    num_labels = int(model.config.num_labels or len(id2label))
+    logits = np.empty((len(split), num_labels), dtype=np.float32)
     loss_sum = 0.0
     for rows, out, target in logits_by_batch(model, split, pad_id_of(tokenizer), batch_size, precision):
         loss_sum += float(torch.nn.functional.cross_entropy(out, target, reduction="sum"))
@@ -132,7 +134,7 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     metrics = classification_metrics(split.labels, predictions)
     metrics["loss"] = loss_sum / max(1, len(dataset))
-    names = [str(model.config.id2label.get(i, i)) for i in range(model.config.num_labels)]
+    names = [str(id2label.get(i, i)) for i in range(num_labels)]
     return EvalResult(metrics, predictions, shifted / shifted.sum(axis=-1, keepdims=True),
                       per_class_f1(split.labels, predictions, names))
 
@@ -190,7 +192,10 @@ class _Loop:
 
         self.device = device = torch.device(device_name)
         set_seed(seed)  # before the model: the new classification head is initialised from this seed
-        self.model = own_weights(load_model(model_name, id2label).to(device))
+        model = load_model(model_name, id2label)
+        # in place, as nn.Module.to is; transformers wraps PreTrainedModel.to in a decorator that mistypes it
+        model.to(device)  # type: ignore[arg-type]
+        self.model = own_weights(model)
         self.split = TensorSplit.from_dataset(train)
         self.batch_size = hp.batch_size
         self.steps_per_epoch = max(1, -(-len(self.split) // hp.batch_size))
@@ -251,7 +256,7 @@ class _Loop:
         """The mean training loss since the last record, learning rate and gradient norm (one device sync)."""
         running = float(self.loss_sum)
         record = {"loss": (running - self.logged_sum) / (self.step - self.logged_at),
-                  "learning_rate": self.schedule.get_last_lr()[0], "grad_norm": float(grad_norm),
+                  "learning_rate": float(self.schedule.get_last_lr()[0]), "grad_norm": float(grad_norm),
                   "step": self.step, "epoch": round(self.step / self.steps_per_epoch, 4)}
         self.logged_sum, self.logged_at = running, self.step
         self.log_history.append(record)

@@ -30,7 +30,8 @@ class GradientNorm:
         import torch
 
         self.params = params
-        embedding = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+        get_embeddings = getattr(model, "get_input_embeddings", None)  # a transformers model's; not nn.Module's
+        embedding = get_embeddings() if callable(get_embeddings) else None
         weight = getattr(embedding, "weight", None)
         usable = (isinstance(embedding, torch.nn.Embedding) and not embedding.sparse and weight is not None
                   and weight.device.type == "cpu" and any(p is weight for p in params))
@@ -80,6 +81,7 @@ def clip_gradients(params: list[torch.nn.Parameter], device: torch.device,
     if total is None:
         total = utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
     if optimizer is not None and optimizer.defaults.get("fused"):
+        # fused AdamW divides the gradients by grad_scale, an attribute torch's stubs do not declare
         optimizer.grad_scale = torch.clamp((total + 1e-6) / MAX_GRAD_NORM, min=1.0)  # type: ignore[attr-defined]
     elif device.type != "cpu" or total > MAX_GRAD_NORM:
         utils.clip_grads_with_norm_(params, MAX_GRAD_NORM, total, foreach=True)

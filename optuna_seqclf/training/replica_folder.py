@@ -66,7 +66,7 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     prepared.tokenizer.save_pretrained(tmp)
     corpus = prepared.corpus
     epoch = float(tuned.train_metrics["epoch"])
-    results = {
+    results: dict[str, dict[str, Any]] = {
         "train": {**tuned.train_metrics, "train_samples": len(corpus.train)},
         "eval": {**_prefixed("eval", tuned.dev.metrics, len(corpus.dev), epoch),
                  "eval_f1_per_class": tuned.dev.per_class_f1},

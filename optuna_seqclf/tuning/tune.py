@@ -148,7 +148,7 @@ def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric
     where = f"[{done}/{points}]" if seed is None else "[confirm]"
     head = f"{where} trial {trial.number}: batch size {p.get('batch_size')}, " \
            f"learning rate {p.get('learning_rate'):g}" + ("" if seed is None else f", seed {seed}")
-    if trial.state == TrialState.COMPLETE:
+    if trial.state == TrialState.COMPLETE and trial.datetime_complete and trial.datetime_start:
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
         failed = trial.user_attrs.get(FAILED_RUN_ATTR)
         eta = f"; ETA {eta_s / 60:.1f} min" if seed is None else ""
