@@ -25,8 +25,8 @@ from optuna_seqclf.study.record import StudyRecord
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
 from optuna_seqclf.summary import Summary
-from optuna_seqclf.training.failed_runs import below_baseline_reason, failed_run_reason
-from optuna_seqclf.training.loop import Trainer, classification_metrics, evaluate, fine_tune
+from optuna_seqclf.training.loop import Trainer, evaluate, fine_tune
+from optuna_seqclf.training.metrics import below_baseline_reason, classification_metrics, failed_run_reason
 from optuna_seqclf.training.prepared import Prepared, prepare
 from optuna_seqclf.training.replica_folder import (
     COMPLETE_MARKER,
@@ -282,7 +282,7 @@ class _ReplicaJob:
                 for name in ("f1", "accuracy", "loss"):
                     run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
             failed = failed_run_reason(np.asarray(encoded.dev["labels"]), tuned.dev.predictions,
-                                       tuned.dev.metrics["f1"])
+                                       tuned.dev.metrics["f1"], self.prepared.corpus.label_names)
             run.note("failed_run", failed or "")
             write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name, failed)
             os.replace(tmp, final)

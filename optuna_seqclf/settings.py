@@ -32,7 +32,7 @@ PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
 # (bench/gpu.py): short sentences leave a step bound by kernel launches, and autocast adds cast kernels.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 
-# --metric: what the grid maximises. Each names a key of ``train.classification_metrics``.
+# --metric: what the grid maximises. Each names a key of ``training.metrics.classification_metrics``.
 METRICS: tuple[str, ...] = ("macro-f1", "micro-f1", "accuracy", "mcc")
 _METRIC_KEYS = {"macro-f1": "f1", "micro-f1": "micro_f1", "accuracy": "accuracy", "mcc": "mcc"}
 _METRIC_LABELS = {"macro-f1": "macro-F1", "micro-f1": "micro-F1", "accuracy": "accuracy", "mcc": "MCC"}

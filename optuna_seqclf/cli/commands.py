@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,7 +28,10 @@ from optuna_seqclf.settings import (
     default_storage,
     default_study_name,
 )
-from optuna_seqclf.training.failed_runs import ADVICE
+from optuna_seqclf.training.metrics import ADVICE
+
+if TYPE_CHECKING:
+    from optuna_seqclf.training.loop import Trainer
 
 DEFAULT_MODEL_NAME = "all-MiniLM-L6-v2"
 
@@ -137,7 +141,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
     console = Console(quiet)
     result = tune_study(spec, data, settings, space, machine=machine, log_dir=None if no_track else log_dir,
                         accept_changes=accept_changes, progress=console.progress, on_step=console.step_hook,
-                        workers=workers, command_config=_command_config())
+                        workers=workers, command_config=_command_config(), **_injected())
     _print_tune_result(result, settings.model)
 
 
@@ -164,7 +168,7 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
     result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seeds,
                             data_dir=data_dir, model=model, tokenizer=tokenizer, machine=machine,
                             log_dir=None if no_track else log_dir, progress=console.line, on_step=console.step_hook,
-                            replace_failed=replace_failed)
+                            replace_failed=replace_failed, **_injected())
     _print_replicas(result)
 
 
@@ -196,7 +200,8 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
     result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
                      log_dir=None if no_track else log_dir, accept_changes=accept_changes, workers=workers,
                      progress=console.progress, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
-                     on_step=console.step_hook, replace_failed=replace_failed, command_config=_command_config())
+                     on_step=console.step_hook, replace_failed=replace_failed, command_config=_command_config(),
+                     **_injected())
     _print_replicas(result.replicas)
 
 
@@ -284,9 +289,23 @@ def config(command: str, args: tuple[str, ...]) -> None:
     click.echo(resolved_config(target, sub.params, "optuna-seqclf"), nl=False)
 
 
-def main() -> None:
+@dataclass(frozen=True)
+class Injected:
+    """What a program embedding the command line gives its commands (click's ``obj``): a trainer in place of
+    ``fine_tune`` (``tune``, ``train`` and ``run`` pass it to the library; the test suite's scripted one)."""
+
+    trainer: Trainer | None = None
+
+
+def _injected() -> dict[str, Any]:
+    obj = click.get_current_context().find_object(Injected)
+    return {"trainer": obj.trainer} if obj is not None and obj.trainer is not None else {}
+
+
+def main(trainer: Trainer | None = None) -> None:
+    """The console script; ``trainer`` replaces ``fine_tune`` for every command that trains."""
     try:
-        cli(prog_name="optuna-seqclf")  # standalone mode: always ends in SystemExit
+        cli(prog_name="optuna-seqclf", obj=Injected(trainer))  # standalone mode: always ends in SystemExit
         code = 0
     except SystemExit as exc:
         code = exit_code_of(exc)

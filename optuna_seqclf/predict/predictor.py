@@ -21,6 +21,7 @@ from optuna_seqclf.data.batches import TensorSplit
 from optuna_seqclf.errors import ModelLoadError, first_line
 from optuna_seqclf.settings import MachineSettings
 from optuna_seqclf.training.loop import logits_by_batch, pad_id_of
+from optuna_seqclf.training.metrics import metrics_from_confusion
 from optuna_seqclf.training.model import load_tokenizer, resolve_device
 from optuna_seqclf.training.replica_folder import (
     SUMMARY_FILE,
@@ -59,25 +60,6 @@ class Evaluation:
         matrix = np.asarray(confusion, dtype=np.int64)
         return cls(metrics_from_confusion(matrix), int(matrix.sum()), unknown, labels,
                    tuple(tuple(int(c) for c in row) for row in matrix))
-
-
-def metrics_from_confusion(matrix: np.ndarray) -> dict[str, float]:
-    """Macro-F1, micro-F1, accuracy and MCC from a confusion matrix, as scikit-learn computes them from the labels
-    (``train.classification_metrics``): the macro average runs over the labels that occur as truth or as a
-    prediction, and a label with no true or no predicted example has F1 0. Empty when there is no example."""
-    total = int(matrix.sum())
-    if total == 0:
-        return {}
-    hits = np.diag(matrix).astype(np.float64)
-    truths, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
-    present = (truths + predicted) > 0
-    f1 = np.divide(2 * hits, truths + predicted, out=np.zeros_like(hits), where=(truths + predicted) > 0)
-    accuracy = float(hits.sum() / total)
-    # Matthews' correlation, multi-class (Gorodkin 2004), as sklearn's matthews_corrcoef: 0 when undefined
-    cov_tp = hits.sum() * total - float(predicted @ truths)
-    cov_pp, cov_tt = total ** 2 - float(predicted @ predicted), total ** 2 - float(truths @ truths)
-    mcc = cov_tp / np.sqrt(cov_tt * cov_pp) if cov_tt * cov_pp > 0 else 0.0
-    return {"f1": float(f1[present].mean()), "micro_f1": accuracy, "accuracy": accuracy, "mcc": float(mcc)}
 
 
 class Predictor:

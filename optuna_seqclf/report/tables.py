@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from optuna_seqclf.settings import Metric
-from optuna_seqclf.training.failed_runs import ADVICE
+from optuna_seqclf.training.metrics import ADVICE
 
 if TYPE_CHECKING:
     from optuna_seqclf.replicas import EnsembleResult, ReplicaResult

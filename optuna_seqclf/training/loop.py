@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -21,6 +21,7 @@ import numpy as np
 from optuna_seqclf.data.batches import TensorSplit, collate, length_grouped_batches
 from optuna_seqclf.hooks import EpochHook, LogHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
+from optuna_seqclf.training.metrics import classification_metrics, per_class_f1
 from optuna_seqclf.training.model import load_model, on_device, own_weights, resolve_device
 from optuna_seqclf.training.optim import GradientNorm, adamw, autocast_dtype, clip_gradients
 
@@ -59,26 +60,6 @@ class Trainer(Protocol):
                  dev: datasets.Dataset, id2label: dict[int, str], hp: HParams, settings: TrainSettings, seed: int,
                  *, machine: MachineSettings | None = None, on_epoch: EpochHook | None = None,
                  on_step: StepHook | None = None, on_log: LogHook | None = None) -> FineTuneResult: ...
-
-
-def classification_metrics(labels: np.ndarray, predictions: np.ndarray) -> dict[str, float]:
-    """Macro-F1 (``f1``), micro-F1, accuracy and Matthews' correlation (``mcc``; 0 when one class is predicted)."""
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
-    return {
-        "f1": float(f1_score(labels, predictions, average="macro", zero_division=0)),
-        "micro_f1": float(f1_score(labels, predictions, average="micro", zero_division=0)),
-        "accuracy": float(accuracy_score(labels, predictions)),
-        "mcc": float(matthews_corrcoef(labels, predictions)),
-    }
-
-
-def per_class_f1(labels: np.ndarray, predictions: np.ndarray, names: Sequence[str]) -> dict[str, float]:
-    """Each class's F1 by name (label ids are positions in ``names``); 0 for a class never predicted nor present."""
-    from sklearn.metrics import f1_score
-
-    scores = f1_score(labels, predictions, labels=list(range(len(names))), average=None, zero_division=0)
-    return {name: float(score) for name, score in zip(names, scores)}
 
 
 def pad_id_of(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -35,8 +35,8 @@ from optuna_seqclf.study.queue import (
     is_overflow,
     owner_of,
 )
-from optuna_seqclf.training.failed_runs import failed_run_reason
 from optuna_seqclf.training.loop import Trainer, fine_tune
+from optuna_seqclf.training.metrics import failed_run_reason
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
 
@@ -84,7 +84,7 @@ class Objective:
             raise
         else:
             failed = failed_run_reason(np.asarray(encoded.dev["labels"]), result.dev.predictions,
-                                       result.dev.metrics["f1"])
+                                       result.dev.metrics["f1"], self.prepared.corpus.label_names)
             run.note("failed_run", failed or "")
         finally:
             run.close()

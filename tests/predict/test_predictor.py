@@ -10,8 +10,8 @@ import pytest
 
 from conftest import TEXTS
 from optuna_seqclf import ModelLoadError
-from optuna_seqclf.predict.predictor import Predictor, metrics_from_confusion
-from optuna_seqclf.training.loop import classification_metrics
+from optuna_seqclf.predict.predictor import Predictor
+from optuna_seqclf.training.metrics import classification_metrics, metrics_from_confusion
 
 
 def test_predictions_match_the_transformers_pipeline_in_input_order(classifiers: list[Path]) -> None:

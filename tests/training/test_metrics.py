@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from optuna_seqclf.training.failed_runs import failed_run_reason, majority_baseline_f1
+from optuna_seqclf.training.metrics import failed_run_reason, majority_baseline_f1
 
 
 @pytest.mark.parametrize("labels", [[0, 0, 0, 1], [0, 1, 2, 2, 2, 3], [1, 1, 0], [2, 2, 2, 0, 0, 1, 1, 1, 1]])
@@ -18,8 +18,9 @@ def test_baseline_is_scikit_learns_macro_f1_of_the_majority_class(labels: list[i
 
 def test_one_class_for_everything_fails_even_when_it_is_not_the_majority() -> None:
     labels = np.array([0, 0, 0, 1])
-    reason = failed_run_reason(labels, np.ones(4, dtype=int), 0.2)
-    assert reason is not None and "one class" in reason and "label id 1" in reason
+    reason = failed_run_reason(labels, np.ones(4, dtype=int), 0.2, ("negative", "positive"))
+    assert reason == "predicts one class, 'positive', for every dev example"  # the user's name for it
+    assert "'id 1'" in str(failed_run_reason(labels, np.ones(4, dtype=int), 0.2))  # no names given
 
 
 def test_no_better_than_the_majority_class_fails() -> None:
