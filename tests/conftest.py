@@ -9,6 +9,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -25,6 +26,8 @@ EXAMPLE_DATA = ROOT / "examples" / "data" / "sentiment"
 SHARED_DATA = ROOT.parent / "shared" / "data"
 SST2_2K = SHARED_DATA / "sst2-2k"
 CPU = MachineSettings(device="cpu")  # the CPU paths, on any machine
+# The command line with the scripted trainer (tests/scripted_cli.py), for subprocess tests of the protocol
+SCRIPTED_CLI = [sys.executable, str(ROOT / "tests" / "scripted_cli.py")]
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

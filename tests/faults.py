@@ -30,13 +30,14 @@ class Cluster:
     heartbeat: int = 2  # seconds; grace = 3 x heartbeat (unless given): a killed worker's point comes back soon
     grace: int | None = None
     env: dict[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = (sys.executable, "-m", "optuna_seqclf")  # the tests give the scripted trainer's
     jobs: list[subprocess.Popen[str]] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
     _db: optuna.storages.RDBStorage | None = None
 
     def start(self, workers: int, *extra: str) -> subprocess.Popen[str]:
         """One `tune` command with ``workers`` worker processes, as one node of a job would run it."""
-        cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(self.model),
+        cmd = [*self.command, "tune", str(EXAMPLE_DATA), "--model", str(self.model),
                "--study-name", self.study, "--storage", self.storage, "--epochs", str(self.epochs),
                "--workers", str(workers), "--threads", "1", "--no-track", *self.grid, *extra]
         env = {**os.environ, "SEQCLF_HEARTBEAT_INTERVAL": str(self.heartbeat),

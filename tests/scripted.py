@@ -10,6 +10,7 @@ level pickles by reference, so ``tune``'s worker processes can use one too.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ class ScriptedTrainer:
     score: Score = by_point
     fail: Failure | None = None
     with_model: bool = False  # load the (untrained) model, for callers that save or evaluate it (replicas)
+    step_seconds: float = 0.0  # each step sleeps this long, so a trial can be killed in its middle
     calls: list[tuple[HParams, int]] = field(default_factory=list)
 
     def __call__(self, model_name: str, tokenizer: Any, train: Any, dev: Any, id2label: dict[int, str],
@@ -53,6 +55,8 @@ class ScriptedTrainer:
         history = []
         for epoch in range(1, epochs + 1):
             for step in range(steps):
+                if self.step_seconds:
+                    time.sleep(self.step_seconds)
                 if on_step is not None:
                     on_step((epoch - 1) * steps + step + 1, epochs * steps)
             history.append(dict(metrics))

@@ -7,7 +7,6 @@ import json
 import re
 import signal
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,17 +15,24 @@ import pytest
 from click.testing import CliRunner
 from optuna.trial import TrialState
 
-from conftest import states, wait_for
+from conftest import SCRIPTED_CLI, states, wait_for
 from optuna_seqclf.cli.commands import cli
 from optuna_seqclf.study.queue import CONFIRM_SEED_ATTR, SELECTION_ATTR
 from optuna_seqclf.study.selection import best_grid_trial
 
-GRID = ["--batch-sizes", "8,16", "--learning-rates", "3e-3,1e-2", "--epochs", "8"]
+GRID = ["--batch-sizes", "8,16", "--learning-rates", "3e-3,1e-2", "--epochs", "2"]
+
+
+@pytest.fixture(autouse=True)
+def _quick_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_STEP_S", "0.01")  # a trial of 40 steps lasts 0.4 s: long enough to kill
 
 
 def _cmd(learnable: tuple[Path, Path], name: str, *extra: str) -> list[str]:
+    """`tune` with the scripted trainer: the stage's protocol is the claim (test_cli_learning and
+    test_confirm_top_zero train for real)."""
     data, model = learnable
-    return [sys.executable, "-m", "optuna_seqclf", "tune", str(data), "--model", str(model), "--study-name", name,
+    return [*SCRIPTED_CLI, "tune", str(data), "--model", str(model), "--study-name", name,
             "--no-track", "--confirm-top", "2", "--confirm-seeds", "2", *GRID, *extra]
 
 

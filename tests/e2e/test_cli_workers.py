@@ -11,20 +11,21 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA, free_port
+from conftest import EXAMPLE_DATA, SCRIPTED_CLI, free_port
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5"]
 
 
-def _tune_cmd(model: Path, name: str, storage: str, workers: int, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
-            "--study-name", name, "--storage", storage, "--epochs", "2", "--workers", str(workers), *GRID,
-            *(extra or ("--no-track",))]
+def _tune_cmd(model: Path, name: str, storage: str, workers: int, *extra: str, scripted: bool = False) -> list[str]:
+    return [*(SCRIPTED_CLI if scripted else [sys.executable, "-m", "optuna_seqclf"]), "tune", str(EXAMPLE_DATA),
+            "--model", str(model), "--study-name", name, "--storage", storage, "--epochs", "1",
+            "--workers", str(workers), *GRID, *(extra or ("--no-track",))]
 
 
-def _tune(model: Path, name: str, storage: str, workers: int, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(_tune_cmd(model, name, storage, workers, *extra), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+def _tune(model: Path, name: str, storage: str, workers: int, *extra: str,
+          scripted: bool = False) -> subprocess.Popen[str]:
+    return subprocess.Popen(_tune_cmd(model, name, storage, workers, *extra, scripted=scripted),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _values(storage: str, name: str) -> dict[tuple[int, float], float]:
@@ -67,7 +68,8 @@ def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
 @pytest.mark.postgres
 def test_two_machines_two_workers_each_on_postgres(workdir: Path, tiny_model: Path, postgres_url: str) -> None:
     # Two separate `tune` commands (as on two machines), two worker processes each: 4 workers.
-    procs = [_tune(tiny_model, "pg", postgres_url, 2, "--no-track", "--quiet") for _ in range(2)]
+    # The scripted trainer: the claim is the claims on PostgreSQL (test_four_workers_on_sqlite trains for real)
+    procs = [_tune(tiny_model, "pg", postgres_url, 2, "--no-track", "--quiet", scripted=True) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err

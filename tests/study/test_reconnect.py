@@ -1,11 +1,10 @@
 """Riding through database outages: retried with back-off, a finished trial recorded once the database is
-back, a one-line error past the deadline; and a real PostgreSQL restart (and a 30 s stop) under 2 workers."""
+back, a one-line error past the deadline; and a real PostgreSQL restart (and a long stop) under 2 workers."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA, ThrowawayPostgres
+from conftest import EXAMPLE_DATA, SCRIPTED_CLI, ThrowawayPostgres
 from optuna_seqclf.errors import StudyError
 from optuna_seqclf.study.storage import open_storage
 
@@ -91,19 +90,21 @@ def test_other_errors_are_raised_at_once(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-def test_postgres_restart_and_a_30s_stop_under_two_workers(workdir: Path, tiny_model: Path) -> None:
+def test_postgres_restart_and_a_long_stop_under_two_workers(workdir: Path, tiny_model: Path) -> None:
+    """The scripted trainer (the protocol is the claim): a restart, then a stop longer than the back-off's
+    first four waits (0.5 + 1 + 2 + 4 s), while trials finish."""
     server = ThrowawayPostgres()
     try:
-        cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
+        cmd = [*SCRIPTED_CLI, "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
                "--study-name", "pg", "--storage", server.url, "--epochs", "3", "--workers", "2", "--no-track",
                "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6"]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(15)  # start-up and the first trials
+        _wait_complete(server.url, 1, proc)  # start-up and the first trial
         server.stop()
         server.start()  # a restart
-        time.sleep(5)
+        time.sleep(3)
         server.stop()
-        time.sleep(30)  # a 30 s stop: trials finish while the database is down
+        time.sleep(12)  # a long stop: trials finish while the database is down
         server.start()
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
@@ -123,14 +124,12 @@ def test_past_the_deadline_a_worker_stops_with_one_line_and_the_study_resumes(wo
                                                                                tiny_model: Path) -> None:
     server = ThrowawayPostgres()
     try:
-        cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
+        cmd = [*SCRIPTED_CLI, "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
                "--study-name", "pg", "--storage", server.url, "--epochs", "3", "--no-track",
                "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6"]
         env = {**os.environ, "SEQCLF_DB_RETRY_S": "5", "SEQCLF_HEARTBEAT_INTERVAL": "2", "SEQCLF_GRACE_PERIOD": "6"}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        deadline = time.monotonic() + 300
-        while _complete(server.url) < 2 and time.monotonic() < deadline:
-            time.sleep(0.5)
+        _wait_complete(server.url, 2, proc)
         server.stop()
         _, err = proc.communicate(timeout=300)
         server.start()
@@ -147,6 +146,12 @@ def test_past_the_deadline_a_worker_stops_with_one_line_and_the_study_resumes(wo
         assert not [t for t in trials if t.state == TrialState.RUNNING]
     finally:
         server.close()
+
+
+def _wait_complete(url: str, n: int, proc: subprocess.Popen[str], timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while _complete(url) < n and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
 
 
 def _complete(url: str) -> int:

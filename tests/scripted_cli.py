@@ -1,0 +1,15 @@
+"""``python tests/scripted_cli.py ARGS``: the command line exactly as ``optuna-seqclf ARGS``, with the scripted
+trainer (tests/scripted.py) in place of ``fine_tune``, for tests whose claim is the protocol (workers, kills,
+database restarts, the confirmation stage), not the training. ``SCRIPTED_STEP_S`` sets how long each
+training step takes (default 0.05 s), so a trial lasts long enough to be killed in the middle of it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from optuna_seqclf.cli.commands import main
+from scripted import ScriptedTrainer
+
+if __name__ == "__main__":
+    main(trainer=ScriptedTrainer(step_seconds=float(os.environ.get("SCRIPTED_STEP_S", "0.05")), with_model=True))
