@@ -1,6 +1,6 @@
 """GPU: mixed precision and several concurrent trials on one GPU, on the standard set.
 
-Part 1, precision: one trial (``model.fine_tune``, as ``tune`` runs it) with ``--precision`` fp32, bf16 and
+Part 1, precision: one trial (``training.loop.fine_tune``, as ``tune`` runs it) with ``--precision`` fp32, bf16 and
 fp16, and the hand-written loop of ``train_throughput.py`` in fp32 and with bf16 autocast, in rotating order
 at each batch size after a warm-up. Training examples/s (median of the reps), dev macro-F1, peak GPU memory.
 Part 2, workers: ``tune`` on a grid with ``--workers 1,2,4`` on the one GPU, a fresh study each: wall time,

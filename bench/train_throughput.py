@@ -3,7 +3,7 @@
 The hand-written loop is what an expert would write for speed: pre-tokenised tensors, length-bucketed
 batches with dynamic padding (the same grouping the Trainer uses: shuffled mega-batches of 50 batches,
 sorted by length), fused AdamW, a linear schedule, no logging, and no gradient clipping (a second
-variant clips at norm 1.0, as ``tune`` does, to compare the same work). Our trial is ``model.fine_tune``
+variant clips at norm 1.0, as ``tune`` does, to compare the same work). Our trial is ``training.loop.fine_tune``
 as ``tune`` runs it. Runs alternate (loop, ours, loop, ours, ...) so drift in the
 machine's speed hits both; the ratio compares the medians. Every loop runs with the malloc settings
 ``tune`` makes (``keep_freed_memory``) and trains a copy of the weights taken off the checkpoint's file

@@ -17,7 +17,8 @@ class InterruptGate:
     Raising KeyboardInterrupt from a signal handler lands wherever the main thread happens to be: inside a
     storage write (leaving the trial RUNNING), inside a ``__del__`` (where Python swallows it and training
     goes on), or inside a thread pool join. So the handler only records the request; ``check`` raises it
-    at points we choose: after every training step (the ``on_step`` hook of ``model.fine_tune``) and between trials.
+    at points we choose: after every training step (the ``on_step`` hook of ``training.loop.fine_tune``) and
+    between trials.
     A second Ctrl-C raises at once.
     """
 

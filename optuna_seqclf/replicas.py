@@ -20,8 +20,9 @@ from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.interrupts import InterruptGate, gated_interrupts
 from optuna_seqclf.predict.predictor import Predictor
 from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
-from optuna_seqclf.study.queue import REPLICAS_ATTR, incomplete_grid
+from optuna_seqclf.study.queue import incomplete_grid
 from optuna_seqclf.study.record import StudyRecord
+from optuna_seqclf.study.schema import REPLICAS_ATTR
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
 from optuna_seqclf.summary import Summary
@@ -60,12 +61,17 @@ class ReplicaResult:
 class ReplicasResult:
     study_name: str
     params: HParams
-    best_dev_f1: float
+    best_dev_value: float  # the chosen point's dev score in the study's metric (its objective)
     output_dir: Path
     replicas: list[ReplicaResult]
     summary: Summary  # of the replicas that are not failed runs (of all, when every one failed)
     ensemble: EnsembleResult  # of the same replicas
     summary_all: Summary | None = None  # of every replica, failed runs included, when some failed
+
+    @property
+    def best_dev_f1(self) -> float:
+        """The same as ``best_dev_value``: the name before ``--metric`` (kept for callers of 0.4)."""
+        return self.best_dev_value
 
     @property
     def failed(self) -> list[ReplicaResult]:
@@ -168,7 +174,8 @@ def _best_line(study_name: str, selection: Selection, replicas: int, output_dir:
 def _summary_json(out: ReplicasResult) -> dict[str, Any]:
     """replicas_summary.json's scores: every replica (failed runs marked), the mean of those not failed (at
     the top level, as before failed runs were marked), of all seeds, and of their ensemble."""
-    return {"best_dev_f1": out.best_dev_f1, "params": asdict(out.params), "seeds": [r.seed for r in out.replicas],
+    # best_dev_f1: the file's key since 0.1, whatever the study's metric
+    return {"best_dev_f1": out.best_dev_value, "params": asdict(out.params), "seeds": [r.seed for r in out.replicas],
             "replicas": [asdict(r) for r in out.replicas], "failed_runs": [r.seed for r in out.failed],
             **out.summary.to_json(), "all_seeds": None if out.summary_all is None else out.summary_all.to_json(),
             "ensemble": asdict(out.ensemble)}

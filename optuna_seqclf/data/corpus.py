@@ -1,6 +1,7 @@
 """Read and validate the three splits, build the label map, tokenise once.
 
-The splits are files of one format in the data folder (``splits`` finds them; ``readers`` parses each) or a
+The splits are files of one format in the data folder (``data.split_files`` finds them; ``data.text_formats`` and
+``data.arrow_formats`` parse each) or a
 saved ``DatasetDict``. Every problem is reported as ``file:line: what is wrong`` (``file: row N`` for Parquet
 and saved datasets) before any model is loaded.
 """

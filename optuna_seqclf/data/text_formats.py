@@ -4,8 +4,8 @@ Formats: TSV (``.txt``/``.tsv``, the reference toolkit's: a header row, tab-sepa
 (``.csv``, RFC 4180: quoted fields may hold commas, doubled quotes and newlines), JSON Lines (``.jsonl``, one
 object per line), Parquet (``.parquet``) and the Arrow table of a split saved by ``DatasetDict.save_to_disk``.
 
-Every reader yields checked ``examples.Example``s in file order. Columns (keys) are found in any case; a label
-may be a name or a whole number (``arrow_data`` reads Parquet and saved datasets).
+Every reader yields checked ``data.records.Example``s in file order. Columns (keys) are found in any case; a label
+may be a name or a whole number (``data.arrow_formats`` reads Parquet and saved datasets).
 """
 
 from __future__ import annotations

@@ -15,8 +15,9 @@ from optuna_seqclf.report import plots
 from optuna_seqclf.report.budget import BudgetCurve, budget_curve
 from optuna_seqclf.report.tables import grid_table, mean_std, rst_table, selection_notes
 from optuna_seqclf.settings import HParams, check_name
-from optuna_seqclf.study.queue import CONFIG_ATTR, DEV_CLASS_F1_ATTR, REPLICAS_ATTR, PointStatus, point_status
+from optuna_seqclf.study.queue import PointStatus, point_status
 from optuna_seqclf.study.record import StudyRecord
+from optuna_seqclf.study.schema import COMMAND_CONFIG_ATTR, DEV_CLASS_F1_ATTR, REPLICAS_ATTR
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
 from optuna_seqclf.summary import Summary
@@ -32,10 +33,10 @@ class StudyOverview:
     running: int
     pruned: int
     best: HParams | None
-    best_f1: float | None  # mean over seeds when confirmed
+    best_value: float | None  # mean over seeds when confirmed
     failed_runs: int = 0  # grid points whose model is no better than the majority class
-    confirmed_seeds: int = 0  # seeds behind best_f1 (0: a single grid trial)
-    metric: str = "F1"  # what best_f1 is: the study's --metric (F1: macro-F1)
+    confirmed_seeds: int = 0  # seeds behind best_value (0: a single grid trial)
+    metric: str = "F1"  # what best_value is: the study's --metric (F1: macro-F1)
 
 
 def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
@@ -75,7 +76,7 @@ def list_studies(storage_urls: list[str]) -> list[StudyOverview]:
 
 def studies_table(overviews: list[StudyOverview]) -> str:
     rows = [(o.name, f"{o.complete}/{o.points}", str(o.failed), str(o.failed_runs), str(o.running),
-             "-" if o.best_f1 is None else f"{o.best_f1:.4f}" + ("" if o.metric == "F1" else f" {o.metric}")
+             "-" if o.best_value is None else f"{o.best_value:.4f}" + ("" if o.metric == "F1" else f" {o.metric}")
              + (f" ({o.confirmed_seeds} seeds)" if o.confirmed_seeds else ""),
              "-" if o.best is None else f"{o.best.batch_size} {o.best.learning_rate:g}", o.storage)
             for o in overviews]
@@ -127,7 +128,7 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
                                           output_dir / "replicas_test_f1.png", study_name))
         markdown = output_dir / "report.md"
         text = _markdown(study_name, storage_url, record, points, selection, budget, bool(curves), replicas, summary,
-                         _class_f1(study, selection), study.user_attrs.get(CONFIG_ATTR))
+                         _class_f1(study, selection), study.user_attrs.get(COMMAND_CONFIG_ATTR))
         tmp = markdown.with_name(f".{markdown.name}.tmp-{os.getpid()}")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, markdown)
@@ -200,8 +201,8 @@ def _confirmation_markdown(selection: Selection, metric: str) -> list[str]:
              "|---:|---:|---|---:|---|---:|"]
     for c in selection.confirmed:
         per_seed = ", ".join(f"{seed}: {value:.4f}" for seed, value in zip(c.seeds, c.values))
-        low, high = c.dev_f1.ci95
-        lines.append(f"| {c.point.batch_size} | {c.point.learning_rate:g} | {per_seed} | {mean_std(c.dev_f1)} | "
+        low, high = c.summary.ci95
+        lines.append(f"| {c.point.batch_size} | {c.point.learning_rate:g} | {per_seed} | {mean_std(c.summary)} | "
                      f"[{low:.4f}, {high:.4f}] | {c.failed_runs} |")
     return [*lines, "", "![confirmed points per seed](confirmation.png)", ""]
 

@@ -159,7 +159,7 @@ def confirmation(confirmed: Sequence[ConfirmedPoint], path: Path, title: str, me
         ax.scatter([x] * len(c.values), c.values, color=color, zorder=3, s=18)
         for seed, value in zip(c.seeds, c.values):
             ax.annotate(str(seed), (x, value), textcoords="offset points", xytext=(6, -3), fontsize=6)
-        m = c.dev_f1
+        m = c.summary
         ax.errorbar([x - 0.15], [m.mean], yerr=[[m.mean - m.ci95[0]], [m.ci95[1] - m.mean]], fmt="D", color=color,
                     markersize=5, capsize=4)
     ax.set_xticks(range(len(confirmed)),

@@ -49,7 +49,7 @@ def grid_table(statuses: Sequence[PointStatus], selection: Selection | None = No
             notes.append("failed run")
         if st.point in confirmed:
             c = confirmed[st.point]
-            notes.append(f"{len(c.values)} seeds: {mean_std(c.dev_f1)}")
+            notes.append(f"{len(c.values)} seeds: {mean_std(c.summary)}")
         if selection is not None and selection.confirmed and selection.point == st.point:
             notes.append("chosen")  # without the stage, the chosen point is the best F1: no note needed
         rows.append((str(i), f1, str(st.point.batch_size), f"{st.point.learning_rate:g}", "; ".join(notes)))
@@ -74,9 +74,9 @@ def selection_notes(selection: Selection, points: Sequence[PointStatus], metric:
                      "they are never chosen while another point exists.")
     if selection.confirmed:
         top = selection.confirmed[0]
-        low, high = top.dev_f1.ci95
+        low, high = top.summary.ci95
         notes.append(f"Confirmed over seeds {','.join(map(str, top.seeds))}: mean dev {metric.short} "
-                     f"{mean_std(top.dev_f1)} "
+                     f"{mean_std(top.summary)} "
                      f"(95% interval {low:.4f} to {high:.4f}).")
         single = selection.single_seed_best
         if selection.differs and single is not None:

@@ -5,7 +5,7 @@ scores by points: Dodge et al. 2020). So once the grid is settled, the ``top`` b
 are not failed runs are each trained again with ``seeds`` (the study's seed + 1, + 2, ...), and
 ``selection`` chooses by the mean dev F1 over every seed of a point.
 
-The stage follows the grid's exactly-once protocol (``grid``): each (point, seed) is a queued trial
+The stage follows the grid's exactly-once protocol (``study.queue``): each (point, seed) is a queued trial
 labelled with its point and ``CONFIRM_SEED_ATTR``; a claim checks no earlier trial took the same
 (point, seed); a failed try is retried up to ``max_retries`` times. Which points are confirmed is a
 function of the settled grid's trials only, so every worker computes the same list; a worker that finds
@@ -21,15 +21,8 @@ from dataclasses import dataclass
 import optuna
 
 from optuna_seqclf.settings import HParams
-from optuna_seqclf.study.queue import (
-    DUPLICATE_ATTR,
-    FAILED_RUN_ATTR,
-    Attempts,
-    PointStatus,
-    TrialResult,
-    claimed_point,
-    confirm_seed_of,
-)
+from optuna_seqclf.study.queue import Attempts, PointStatus, TrialResult, claimed_point, confirm_seed_of
+from optuna_seqclf.study.schema import DUPLICATE_ATTR, FAILED_RUN_ATTR
 from optuna_seqclf.study.steps import Done, TrainPoint, Wait
 
 

@@ -1,6 +1,6 @@
 """The exactly-once protocol: which grid point each trial trains, in what order, and when a point is done.
 
-Every name this project stores on an Optuna study or trial is defined here; other modules import them.
+Every name this project stores on an Optuna study or trial is in ``study.schema``.
 
 How "every grid point trained exactly once" is kept:
 
@@ -36,24 +36,19 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seqclf.settings import HParams, SearchSpace
+from optuna_seqclf.study.schema import (
+    CONFIRM_SEED_ATTR,
+    DEV_ACCURACY_ATTR,
+    DEV_LOSS_ATTR,
+    DEV_MICRO_F1_ATTR,
+    DUPLICATE_ATTR,
+    ERROR_ATTR,
+    FAILED_RUN_ATTR,
+    HISTORY_ATTR,
+    POINT_ATTR,
+)
 from optuna_seqclf.study.steps import Done, TrainPoint, TrainQueued
 from optuna_seqclf.study.storage import fail_stale_trials
-
-# --- the names stored on studies and trials (one owner) -----------------------------------------------
-RECORD_ATTR = "seqclf"  # study: the StudyRecord it was built from
-REPLICAS_ATTR = "replicas"  # study: set by ``train``, where the replicas went and their scores
-CONFIG_ATTR = "command_config"  # study: the last `tune`/`run` command's resolved options, as a --config file
-POINT_ATTR = "grid_point"  # trial: the point an enqueued trial trains, {"batch_size", "learning_rate"}
-ERROR_ATTR = "error"  # trial: why it failed, one line
-DUPLICATE_ATTR = "duplicate_of"  # trial: trained nothing, its point was taken (trial number or a reason)
-HISTORY_ATTR = "dev_history"  # trial: [{"epoch", "f1", "accuracy", "loss"}, ...], one entry per epoch
-PRUNED_AFTER_ATTR = "pruned_after_epoch"  # trial: the epoch after which a pruner stopped it
-CONFIRM_SEED_ATTR = "confirm_seed"  # trial: the seed a confirmation trial trains its point with (not the grid's)
-FAILED_RUN_ATTR = "failed_run"  # trial: why its model is no better than the majority class, one line
-SELECTION_ATTR = "selection"  # study: the chosen point and its evidence, as `tune` last computed them
-DEV_ACCURACY_ATTR, DEV_MICRO_F1_ATTR, DEV_LOSS_ATTR = "dev_accuracy", "dev_micro_f1", "dev_loss"
-DEV_F1_ATTR, DEV_MCC_ATTR, DEV_CLASS_F1_ATTR = "dev_macro_f1", "dev_mcc", "dev_f1_per_class"
-TRAIN_RUNTIME_ATTR, EVAL_RUNTIME_ATTR, TRAIN_LOSS_ATTR = "train_runtime", "eval_runtime", "train_loss"
 
 # --- the order of the first pass --------------------------------------------------------------------
 # A new study trains the grid from the settings most likely to be good outwards: BERT's authors recommend
@@ -169,11 +164,12 @@ def owner_of(study: optuna.Study, number: int, point: HParams, seed: int | None 
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What a finished trial recorded: its point, the objective (dev macro-F1) and the other dev metrics."""
+    """What a finished trial recorded: its point, the objective (the study's ``--metric`` on dev, macro-F1 by
+    default) and the other dev metrics."""
 
     number: int
     point: HParams
-    value: float  # dev macro-F1 after the last epoch trained
+    value: float  # the objective: the study's metric on dev after the last epoch trained
     dev_accuracy: float
     dev_micro_f1: float
     dev_loss: float

@@ -1,7 +1,8 @@
-"""A study: what it was built from (``StudyRecord``), creating or resuming it, its pruner, the tuning loop,
-and which trial is best.
+"""A study: what it was built from (``StudyRecord``), creating or resuming it, its pruner and its sampler.
 
-The exactly-once protocol the loop follows is ``grid``'s; storage URLs are ``storage``'s.
+The exactly-once protocol is ``study.queue``'s, the stored names ``study.schema``'s, storage URLs
+``study.storage``'s; one worker's loop over the grid is ``tuning.worker``, the chosen point
+``study.selection``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,8 @@ from optuna.trial import FrozenTrial, TrialState
 from optuna_seqclf.errors import StudyError
 from optuna_seqclf.settings import DataSpec, HParams, Metric, SearchSpace, StudySpec, TrainSettings
 from optuna_seqclf.study.confirm import ConfirmPlan
-from optuna_seqclf.study.queue import (
-    GRID_ORDER,
-    POINT_ATTR,
-    RECORD_ATTR,
-    enqueue_untaken,
-    grid_order,
-)
+from optuna_seqclf.study.queue import GRID_ORDER, enqueue_untaken, grid_order
+from optuna_seqclf.study.schema import POINT_ATTR, RECORD_ATTR
 
 
 @dataclass(frozen=True)
@@ -126,7 +122,7 @@ def _short(values: list[float]) -> str:
 
 
 class QueuedGridSampler(optuna.samplers.GridSampler):
-    """Optuna's GridSampler for a grid whose points come from the trial queue (``grid``).
+    """Optuna's GridSampler for a grid whose points come from the trial queue (``study.queue``).
 
     The sampler names the grid (optuna-dashboard shows it) and served the first pass of studies made
     before the queue. Its ``after_trial`` only stops ``optimize`` once every grid id it handed out is

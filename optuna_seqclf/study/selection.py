@@ -48,11 +48,17 @@ class ConfirmedPoint:
         return (self.grid.failed_run is not None) + sum(r.failed_run is not None for r in self.runs)
 
     @property
-    def dev_f1(self) -> MetricSummary:
+    def summary(self) -> MetricSummary:
+        """Mean, std and 95% interval of its values over seeds (the study's metric on dev)."""
         return MetricSummary.of(self.values)
 
+    @property
+    def dev_f1(self) -> MetricSummary:
+        """The same as ``summary``: the name before ``--metric`` (kept for callers of 0.4)."""
+        return self.summary
+
     def to_json(self) -> dict[str, Any]:
-        m = self.dev_f1
+        m = self.summary
         return {"batch_size": self.point.batch_size, "learning_rate": self.point.learning_rate,
                 "seeds": list(self.seeds), "dev_f1": list(self.values), "mean": m.mean, "std": m.std,
                 "ci95": list(m.ci95), "failed_runs": self.failed_runs}
@@ -85,9 +91,10 @@ class Selection:
 
     @property
     def value(self) -> float | None:
-        """The chosen point's dev F1: its mean over seeds when confirmed, else its grid trial's."""
+        """The chosen point's dev score in the study's metric: its mean over seeds when confirmed, else its grid
+        trial's."""
         if self.confirmed:
-            return self.confirmed[0].dev_f1.mean
+            return self.confirmed[0].summary.mean
         return self.best.value if self.best is not None else None
 
     @property
@@ -98,11 +105,11 @@ class Selection:
 
     @property
     def tied_with(self) -> list[HParams]:
-        """Confirmed points whose 95% interval of mean dev F1 overlaps the chosen point's."""
+        """Confirmed points whose 95% interval of the mean dev score overlaps the chosen point's."""
         if len(self.confirmed) < 2:
             return []
-        low, _ = self.confirmed[0].dev_f1.ci95
-        return [c.point for c in self.confirmed[1:] if c.dev_f1.ci95[1] >= low]
+        low, _ = self.confirmed[0].summary.ci95
+        return [c.point for c in self.confirmed[1:] if c.summary.ci95[1] >= low]
 
     def to_json(self) -> dict[str, Any]:
         def point(p: HParams | None) -> dict[str, Any] | None:

@@ -16,7 +16,8 @@ import optuna
 from optuna_seqclf.errors import first_line
 from optuna_seqclf.hooks import EpochHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, Metric, SearchSpace, TrainSettings
-from optuna_seqclf.study.queue import (
+from optuna_seqclf.study.queue import is_overflow, owner_of
+from optuna_seqclf.study.schema import (
     CONFIRM_SEED_ATTR,
     DEV_ACCURACY_ATTR,
     DEV_CLASS_F1_ATTR,
@@ -32,8 +33,6 @@ from optuna_seqclf.study.queue import (
     PRUNED_AFTER_ATTR,
     TRAIN_LOSS_ATTR,
     TRAIN_RUNTIME_ATTR,
-    is_overflow,
-    owner_of,
 )
 from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.metrics import failed_run_reason

@@ -16,20 +16,16 @@ from optuna_seqclf.interrupts import gated_interrupts
 from optuna_seqclf.runtime import configure_process, exit_now
 from optuna_seqclf.settings import DataSpec, HParams, MachineSettings, Metric, SearchSpace, StudySpec, TrainSettings
 from optuna_seqclf.study.confirm import ConfirmPlan
-from optuna_seqclf.study.queue import (
-    CONFIG_ATTR,
+from optuna_seqclf.study.queue import PointStatus, TrialResult, confirm_seed_of, point_status, recover_interrupted
+from optuna_seqclf.study.record import StudyRecord, create_or_resume, grid_sampler, make_pruner
+from optuna_seqclf.study.schema import (
+    COMMAND_CONFIG_ATTR,
     DUPLICATE_ATTR,
     ERROR_ATTR,
     FAILED_RUN_ATTR,
     PRUNED_AFTER_ATTR,
     SELECTION_ATTR,
-    PointStatus,
-    TrialResult,
-    confirm_seed_of,
-    point_status,
-    recover_interrupted,
 )
-from optuna_seqclf.study.record import StudyRecord, create_or_resume, grid_sampler, make_pruner
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.steps import Done
 from optuna_seqclf.study.storage import load_study, local_study_lock, open_storage
@@ -92,7 +88,7 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     record = StudyRecord.build(study_spec, data, settings, space, prepared.corpus.fingerprint)
     study = create_or_resume(study_spec, record, storage, accept_changes=accept_changes)
     if command_config is not None:
-        study.set_user_attr(CONFIG_ATTR, command_config)
+        study.set_user_attr(COMMAND_CONFIG_ATTR, command_config)
     with local_study_lock(study_spec.storage) as alone:
         recovered = recover_interrupted(study, alone=alone)
         if recovered:

@@ -15,8 +15,9 @@ from optuna_seqclf.errors import StudyError, in_chain
 from optuna_seqclf.interrupts import InterruptGate
 from optuna_seqclf.settings import SearchSpace
 from optuna_seqclf.study.confirm import ConfirmPlan, next_confirmation
-from optuna_seqclf.study.queue import DUPLICATE_ATTR, enqueue_point, next_point, point_status
+from optuna_seqclf.study.queue import enqueue_point, next_point, point_status
 from optuna_seqclf.study.record import StudyRecord
+from optuna_seqclf.study.schema import DUPLICATE_ATTR
 from optuna_seqclf.study.steps import Done, Step, TrainPoint, Wait
 from optuna_seqclf.study.storage import fail_stale_trials, live_worker_wait_s
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA, ROOT
 from optuna_seqclf.cli.commands import cli
-from optuna_seqclf.study.queue import CONFIG_ATTR, RECORD_ATTR
+from optuna_seqclf.study.schema import COMMAND_CONFIG_ATTR, RECORD_ATTR
 
 
 def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) -> None:
@@ -34,7 +34,7 @@ def test_quick_cpu_example_runs_tune_and_train(workdir: Path, tiny_model: Path) 
     assert [name.rsplit("_", 1)[1] for name in replicas] == ["1", "2"]
     assert not (workdir / "logs").exists()  # no-track = true in the file
     # The study keeps the resolved options (the flag's metric over the file's default); report shows them.
-    kept = study.user_attrs[CONFIG_ATTR]
+    kept = study.user_attrs[COMMAND_CONFIG_ATTR]
     assert 'metric = "accuracy"' in kept and "batch-sizes = [16, 32]" in kept
     (workdir / "kept.toml").write_text(kept, encoding="utf-8")
     again = CliRunner().invoke(cli, ["config", "run", "--config", "kept.toml"])
@@ -56,5 +56,5 @@ def test_the_kept_options_hide_the_storage_password(workdir: Path, tiny_model: P
                                       "--study-name", "pw", "--batch-sizes", "8", "--learning-rates", "1e-3",
                                       "--epochs", "1", "--no-track", "--quiet"])
     assert result.exit_code == 0, result.output
-    kept = optuna.load_study(study_name="pw", storage=postgres_url).user_attrs[CONFIG_ATTR]
+    kept = optuna.load_study(study_name="pw", storage=postgres_url).user_attrs[COMMAND_CONFIG_ATTR]
     assert "sekrit" not in kept and "postgres:***@" in kept

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from conftest import SCRIPTED_CLI, states, wait_for
 from optuna_seqclf.cli.commands import cli
-from optuna_seqclf.study.queue import CONFIRM_SEED_ATTR, SELECTION_ATTR
+from optuna_seqclf.study.schema import CONFIRM_SEED_ATTR, SELECTION_ATTR
 from optuna_seqclf.study.selection import best_grid_trial
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "3e-3,1e-2", "--epochs", "2"]

@@ -9,7 +9,6 @@ import pytest
 
 from optuna_seqclf.settings import HParams, SearchSpace
 from optuna_seqclf.study.queue import (
-    POINT_ATTR,
     enqueue_point,
     enqueue_untaken,
     grid_order,
@@ -18,6 +17,7 @@ from optuna_seqclf.study.queue import (
     promise_rank,
     shuffled_order,
 )
+from optuna_seqclf.study.schema import POINT_ATTR
 from optuna_seqclf.tuning.objective import suggest_hparams
 
 

@@ -12,8 +12,9 @@ from optuna.trial import TrialState
 from conftest import EXAMPLE_DATA
 from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.errors import StudyError
-from optuna_seqclf.study.queue import GRID_ORDER, RECORD_ATTR, grid_order
+from optuna_seqclf.study.queue import GRID_ORDER, grid_order
 from optuna_seqclf.study.record import StudyRecord, create_or_resume
+from optuna_seqclf.study.schema import RECORD_ATTR
 from scripted import ScriptedTrainer, die_on_call, fail_on
 
 SPACE = SearchSpace((8, 16), (1e-3, 1e-4))

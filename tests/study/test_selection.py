@@ -12,8 +12,9 @@ from optuna.trial import TrialState, create_trial
 from optuna_seqclf.report.tables import grid_table, selection_notes
 from optuna_seqclf.settings import HParams
 from optuna_seqclf.study.confirm import ConfirmPlan, candidates, next_confirmation
-from optuna_seqclf.study.queue import CONFIRM_SEED_ATTR, FAILED_RUN_ATTR, POINT_ATTR, RECORD_ATTR, point_status
+from optuna_seqclf.study.queue import point_status
 from optuna_seqclf.study.record import StudyRecord
+from optuna_seqclf.study.schema import CONFIRM_SEED_ATTR, FAILED_RUN_ATTR, POINT_ATTR, RECORD_ATTR
 from optuna_seqclf.study.selection import best_grid_trial, select
 from optuna_seqclf.study.steps import Done, TrainPoint
 

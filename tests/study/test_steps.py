@@ -6,7 +6,8 @@ from __future__ import annotations
 import optuna
 
 from optuna_seqclf.settings import SearchSpace
-from optuna_seqclf.study.queue import ERROR_ATTR, enqueue_point, next_point
+from optuna_seqclf.study.queue import enqueue_point, next_point
+from optuna_seqclf.study.schema import ERROR_ATTR
 from optuna_seqclf.study.steps import Done, TrainPoint, TrainQueued
 
 SPACE = SearchSpace((8,), (1e-3, 1e-4))
