@@ -10,7 +10,15 @@ class SeqClfError(Exception):
 
 
 class ConfigError(SeqClfError):
-    """A setting is invalid: grid values, epochs, seeds, names, paths."""
+    """A setting is invalid: grid values, epochs, seeds, names, paths.
+
+    ``field`` names the setting (``epochs``) when the message starts with it; the command line shows its
+    option (``--epochs``) there instead, since that is what its user typed.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class DataError(SeqClfError):

@@ -70,12 +70,12 @@ def _split_list(text: str, what: str) -> list[str]:
 
 
 def check_name(name: str, what: str) -> str:
-    """A name used in a file name: letters, digits, '.', '_', '-'; never a path."""
+    """A name used in a file name: letters, digits, '.', '_', '-'; never a path. ``what`` is the setting
+    (``config_name``) or, in words, what the name is (``study name``)."""
     if not _NAME_RE.match(name) or ".." in name:
         raise ConfigError(
             f"{what} {name!r} is not allowed: use letters, digits, '.', '_' and '-' only "
-            "(it becomes a file name, so no '/' or '..')"
-        )
+            "(it becomes a file name, so no '/' or '..')", what if "_" in what else None)
     return name
 
 
@@ -142,7 +142,7 @@ class Metric:
 
     def __post_init__(self) -> None:
         if self.name not in METRICS:
-            raise ConfigError(f"--metric {self.name!r}: use one of {', '.join(METRICS)}")
+            raise ConfigError(f"metric {self.name!r}: use one of {', '.join(METRICS)}", "metric")
 
     @classmethod
     def of_record(cls, stored: str) -> Metric:
@@ -180,9 +180,9 @@ class DataSpec:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
-        for what, col in (("--text-column", self.text_column), ("--label-column", self.label_column)):
+        for what, col in (("text_column", self.text_column), ("label_column", self.label_column)):
             if not col or not col.strip():
-                raise ConfigError(f"{what} must not be empty")
+                raise ConfigError(f"{what} must not be empty", what)
 
 
 @dataclass(frozen=True)
@@ -202,14 +202,14 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         if not self.model:
-            raise ConfigError("--model must not be empty")
+            raise ConfigError("model must not be empty", "model")
         object.__setattr__(self, "epochs", float(self.epochs))
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
-            raise ConfigError(f"--epochs must be above 0, got {self.epochs}")
+            raise ConfigError(f"epochs must be above 0, got {self.epochs}", "epochs")
         if self.max_steps is not None and self.max_steps <= 0:
-            raise ConfigError(f"--max-steps must be above 0, got {self.max_steps}")
+            raise ConfigError(f"max_steps must be above 0, got {self.max_steps}", "max_steps")
         if self.max_seq_length < 8:
-            raise ConfigError(f"--max-seq-length must be at least 8, got {self.max_seq_length}")
+            raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}", "max_seq_length")
 
     @property
     def tokenizer_name(self) -> str:
@@ -237,13 +237,13 @@ class MachineSettings:
 
     def __post_init__(self) -> None:
         if self.eval_batch_size <= 0:
-            raise ConfigError(f"--eval-batch-size must be above 0, got {self.eval_batch_size}")
+            raise ConfigError(f"eval_batch_size must be above 0, got {self.eval_batch_size}", "eval_batch_size")
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):
-            raise ConfigError(f"--device {self.device!r}: use cpu, cuda, cuda:N or mps")
+            raise ConfigError(f"device {self.device!r}: use cpu, cuda, cuda:N or mps", "device")
         if self.precision not in PRECISIONS:
-            raise ConfigError(f"--precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+            raise ConfigError(f"precision {self.precision!r}: use one of {', '.join(PRECISIONS)}", "precision")
         if self.threads is not None and self.threads <= 0:
-            raise ConfigError(f"--threads must be above 0, got {self.threads}")
+            raise ConfigError(f"threads must be above 0, got {self.threads}", "threads")
 
 
 @dataclass(frozen=True)
@@ -262,16 +262,16 @@ class StudySpec:
 
     def __post_init__(self) -> None:
         Metric(self.metric)
-        if self.confirm_top < 0 or self.confirm_seeds < 0:
-            raise ConfigError("--confirm-top and --confirm-seeds must be 0 or more, "
-                              f"got {self.confirm_top} and {self.confirm_seeds}")
+        for what, count in (("confirm_top", self.confirm_top), ("confirm_seeds", self.confirm_seeds)):
+            if count < 0:
+                raise ConfigError(f"{what} must be 0 or more, got {count}", what)
         if self.pruner not in PRUNERS:
-            raise ConfigError(f"--pruner {self.pruner!r}: use one of {', '.join(PRUNERS)}")
+            raise ConfigError(f"pruner {self.pruner!r}: use one of {', '.join(PRUNERS)}", "pruner")
         check_name(self.study_name, "study name")
-        check_name(self.config_name, "--config-name")
-        check_name(self.task_name, "--task-name")
+        check_name(self.config_name, "config_name")
+        check_name(self.task_name, "task_name")
         if self.max_retries < 0:
-            raise ConfigError(f"--max-retries must be 0 or more, got {self.max_retries}")
+            raise ConfigError(f"max_retries must be 0 or more, got {self.max_retries}", "max_retries")
 
 
 def default_study_name(config_name: str, model: str, task_name: str) -> str:

@@ -15,12 +15,24 @@ def test_train_settings_hold_only_what_makes_trials_comparable() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "says"), [
-    ({"device": "gpu"}, "--device 'gpu'"), ({"precision": "fp8"}, "--precision 'fp8'"),
-    ({"threads": 0}, "--threads must be above 0"), ({"eval_batch_size": 0}, "--eval-batch-size must be above 0"),
+    ({"device": "gpu"}, "^device 'gpu'"), ({"precision": "fp8"}, "^precision 'fp8'"),
+    ({"threads": 0}, "^threads must be above 0"), ({"eval_batch_size": 0}, "^eval_batch_size must be above 0"),
 ])
 def test_machine_settings_refuse_bad_values(kwargs: dict[str, object], says: str) -> None:
-    with pytest.raises(ConfigError, match=says):
+    """A library error names the field a Python caller set, never a command-line flag."""
+    with pytest.raises(ConfigError, match=says) as caught:
         MachineSettings(**kwargs)  # type: ignore[arg-type]
+    assert caught.value.field == next(iter(kwargs)) and "--" not in str(caught.value)
+
+
+def test_the_command_line_names_its_flag_where_the_library_names_the_field() -> None:
+    from optuna_seqclf.cli.options import flag_message
+
+    with pytest.raises(ConfigError) as caught:
+        TrainSettings(model="m", max_steps=0)
+    assert str(caught.value) == "max_steps must be above 0, got 0"
+    assert flag_message(caught.value) == "--max-steps must be above 0, got 0"
+    assert flag_message(ConfigError("study name 'x/y' is not allowed")) == "study name 'x/y' is not allowed"
 
 
 def test_grid_values_become_plain_numbers_in_order() -> None:
@@ -47,5 +59,5 @@ def test_metric_names() -> None:
         assert Metric.of_record(Metric(name).stored) == Metric(name)
     assert Metric().stored == "dev_macro_f1"  # what every study before --metric recorded
     assert (Metric("mcc").key, Metric("mcc").label, Metric("macro-f1").short) == ("mcc", "MCC", "F1")
-    with pytest.raises(ConfigError, match="--metric 'f2': use one of macro-f1, micro-f1, accuracy, mcc"):
+    with pytest.raises(ConfigError, match="^metric 'f2': use one of macro-f1, micro-f1, accuracy, mcc"):
         Metric("f2")

@@ -157,6 +157,15 @@ replica_options = options_group(
 )
 
 
+def flag_message(exc: ConfigError) -> str:
+    """The library's message with the setting it names shown as this command line's option:
+    ``epochs must be above 0, got 0.0`` -> ``--epochs must be above 0, got 0.0``."""
+    message = str(exc)
+    if exc.field and message.startswith(exc.field):
+        return "--" + exc.field.replace("_", "-") + message[len(exc.field):]
+    return message
+
+
 def fail_cleanly(func: F) -> F:
     """Library errors become one-line messages; usage errors exit 2, others 1; Ctrl-C says how to resume."""
 
@@ -165,7 +174,7 @@ def fail_cleanly(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(flag_message(exc)) from None
         except SeqClfError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:

@@ -17,11 +17,11 @@ from optuna_seqclf.study.storage import open_storage
 def check_port(host: str, port: int) -> None:
     """Fail with one line, before starting, when ``host:port`` cannot be bound."""
     if not 0 < port < 65536:
-        raise ConfigError(f"--port {port}: use a port number from 1 to 65535")
+        raise ConfigError(f"port {port}: use a port number from 1 to 65535", "port")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise ConfigError(f"--host {host!r}: cannot be resolved ({exc.strerror})") from None
+        raise ConfigError(f"host {host!r}: cannot be resolved ({exc.strerror})", "host") from None
     family, _, _, _, address = infos[0]
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -27,14 +27,15 @@ def check_device(machine: MachineSettings) -> None:
     if device.startswith("cuda"):
         index = cuda_index(device) or 0
         if index >= torch.cuda.device_count():
-            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} visible CUDA GPU(s)")
+            raise ConfigError(f"device {device}: this machine has {torch.cuda.device_count()} visible CUDA GPU(s)",
+                              "device")
     if device == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("--device mps: Apple's MPS backend is not available here")
+        raise ConfigError("device mps: Apple's MPS backend is not available here", "device")
     gpu = device.startswith("cuda") or (not device and torch.cuda.is_available())
     if machine.precision == "bf16" and gpu:
         with on_device(resolve_device(machine)):  # is_bf16_supported asks the current GPU
             if not torch.cuda.is_bf16_supported():
-                raise ConfigError("--precision bf16: this GPU has no bf16 support; use fp16 or fp32")
+                raise ConfigError("precision bf16: this GPU has no bf16 support; use fp16 or fp32", "precision")
 
 
 def assign_device(machine: MachineSettings, worker: int) -> MachineSettings:

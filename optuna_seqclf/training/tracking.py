@@ -180,9 +180,9 @@ def check_log_dir(log_dir: Path | None) -> None:
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        raise ConfigError(f"--log-dir {log_dir}: {existing} is a file, not a folder")
+        raise ConfigError(f"log_dir {log_dir}: {existing} is a file, not a folder", "log_dir")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--log-dir {log_dir}: {existing} is not writable")
+        raise ConfigError(f"log_dir {log_dir}: {existing} is not writable", "log_dir")
 
 
 def make_tracker(log_dir: Path | None, experiment: str) -> Tracker:

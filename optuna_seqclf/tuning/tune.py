@@ -78,7 +78,7 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     CUDA device) are left as they are.
     """
     if workers < 1:
-        raise ConfigError(f"--workers must be 1 or more, got {workers}")
+        raise ConfigError(f"workers must be 1 or more, got {workers}", "workers")
     progress = progress or silent  # workers print nothing either when there is no progress to show
     machine = machine or MachineSettings()
     space = space or SearchSpace()
