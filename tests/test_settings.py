@@ -59,5 +59,5 @@ def test_metric_names() -> None:
         assert Metric.of_record(Metric(name).stored) == Metric(name)
     assert Metric().stored == "dev_macro_f1"  # what every study before --metric recorded
     assert (Metric("mcc").key, Metric("mcc").label, Metric("macro-f1").short) == ("mcc", "MCC", "F1")
-    with pytest.raises(ConfigError, match="^metric 'f2': use one of macro-f1, micro-f1, accuracy, mcc"):
+    with pytest.raises(ConfigError, match=r"^metric 'f2': use one of macro-f1, micro-f1, accuracy, mcc"):
         Metric("f2")

@@ -23,9 +23,9 @@ def test_a_failed_replica_is_replaced_and_left_out(workdir: Path, learnable: tup
     assert tuned.exit_code == 0, tuned.output
     real, calls = replicas_lib.failed_run_reason, []
 
-    def first_fails(labels: np.ndarray, predictions: np.ndarray, f1: float) -> str | None:
+    def first_fails(labels: np.ndarray, predictions: np.ndarray, f1: float, names: tuple[str, ...]) -> str | None:
         calls.append(f1)  # the first replica trained (seed 1) is judged a failed run; the rest as they are
-        return "simulated failure" if len(calls) == 1 else real(labels, predictions, f1)
+        return "simulated failure" if len(calls) == 1 else real(labels, predictions, f1, names)
 
     monkeypatch.setattr(replicas_lib, "failed_run_reason", first_fails)
     trained = runner.invoke(cli, ["train", "--study-name", "fr", "-o", "out", "--seeds", "1,2", "--no-track",

@@ -72,5 +72,5 @@ def test_precision_is_fp32_unless_asked_and_a_bad_one_is_refused() -> None:
     assert MachineSettings().precision == "fp32"
     assert autocast_dtype("fp32") is None
     assert autocast_dtype("bf16") == torch.bfloat16
-    with pytest.raises(ConfigError, match="^precision 'fp8'"):
+    with pytest.raises(ConfigError, match=r"^precision 'fp8'"):
         MachineSettings(precision="fp8")
