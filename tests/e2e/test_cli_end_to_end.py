@@ -1,4 +1,5 @@
-"""The user's path through the real CLI: the full 36-point grid, then 5 replicas, on the example corpus."""
+"""The user's path through the real CLI: the full 36-point grid (each point exactly once: the scripted trainer,
+since the protocol is the claim), a small grid trained for real, then 5 real replicas, on the example corpus."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import EXAMPLE_DATA
-from optuna_seqclf.cli.commands import cli
+from optuna_seqclf.cli.commands import Injected, cli
 from optuna_seqclf.settings import DEFAULT_BATCH_SIZES, DEFAULT_LEARNING_RATES
+from scripted import ScriptedTrainer
 
 REPLICA_FILES = (
     "model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json", "train_results.json",
@@ -29,19 +31,14 @@ def _test_rows() -> list[tuple[str, str]]:
 
 @pytest.fixture(scope="module")
 def tuned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Run `tune` once on the full default grid (module-scoped: it is the expensive part)."""
-    import os
-
+    """Run `tune` once on the full default grid with the scripted trainer (module-scoped)."""
     work = tmp_path_factory.mktemp("e2e")
-    old = Path.cwd()
-    os.chdir(work)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(work)
         result = CliRunner().invoke(
             cli, ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--epochs", "2", "--study-name", "e2e",
-                  "--log-dir", "logs"],
+                  "--log-dir", "logs"], obj=Injected(ScriptedTrainer()),
         )
-    finally:
-        os.chdir(old)
     assert result.exit_code == 0, result.output
     return {"work": work, "output": result.output, "stdout": result.stdout, "model": tiny_model}
 
@@ -68,9 +65,6 @@ def test_tune_prints_grid_table_and_best(tuned: dict[str, object]) -> None:
     rows = re.findall(r"^\|\s+(\d+) \|\s+([0-9.]+) \|\s+(\d+) \|\s+([0-9.e-]+) \|(?:\s+([^|]*?) \|)?$", out,
                       flags=re.M)
     assert len(rows) == 36
-    # The tiny random model learns nothing: every point predicts the majority class, and says so (exit 0).
-    assert all(r[4].startswith("failed run") for r in rows)
-    assert "Every complete grid point is a failed run" in out and "more epochs" in out
     best = re.search(r"^Best Configuration is (\d+) (\S+)$", out, flags=re.M)
     best_f1 = re.search(r"^Best F1 is (\S+)$", out, flags=re.M)
     assert best and best_f1
@@ -78,6 +72,20 @@ def test_tune_prints_grid_table_and_best(tuned: dict[str, object]) -> None:
     # The printed best is one of the rows with the best F1.
     assert (best.group(1), float(best.group(2))) in {(r[2], float(r[3])) for r in rows
                                                      if float(r[1]) == pytest.approx(float(best_f1.group(1)), abs=1e-6)}
+
+
+def test_a_small_grid_trained_for_real_marks_its_failed_runs(workdir: Path, tiny_model: Path) -> None:
+    result = CliRunner().invoke(cli, ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--epochs", "1",
+                                      "--study-name", "real", "--no-track", "--batch-sizes", "8,16",
+                                      "--learning-rates", "1e-3"])
+    assert result.exit_code == 0, result.output
+    rows = re.findall(r"^\|\s+(\d+) \|\s+([0-9.]+) \|\s+(\d+) \|\s+([0-9.e-]+) \|(?:\s+([^|]*?) \|)?$", result.stdout,
+                      flags=re.M)
+    assert len(rows) == 2
+    # The tiny random model learns nothing: every point predicts the majority class, and says so (exit 0).
+    assert all(r[4].startswith("failed run") for r in rows)
+    assert "Every complete grid point is a failed run" in result.stdout and "more epochs" in result.stdout
+    assert "predicts one class, '0', for every dev example" in result.output  # the label by its name
 
 
 def test_second_tune_trains_nothing(tuned: dict[str, object], monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,9 +39,10 @@ def tsv_f1(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
         os.chdir(old)
 
 
-@pytest.mark.parametrize(("fmt", "dev_name"), [("csv", "dev"), ("jsonl", "validation"), ("parquet", "validation"),
-                                               ("saved", "validation")])
+@pytest.mark.parametrize(("fmt", "dev_name"), [("parquet", "validation")])
 def test_format_end_to_end(fmt: str, dev_name: str, workdir: Path, tiny_model: Path, tsv_f1: str) -> None:
+    """One format through every command; CSV, JSON Lines and saved datasets read exactly as the TSV at the
+    reader level (tests/data/test_split_files.py), so they would give the same trials here."""
     data = convert_corpus(EXAMPLE_DATA, workdir / "data", fmt, dev_name=dev_name)
     assert _best_f1(_tune(data, tiny_model, fmt)) == tsv_f1  # the same examples, the same trials
     trained = CliRunner().invoke(cli, ["train", "--study-name", fmt, "--output-dir", "out", "--seeds", "1",

