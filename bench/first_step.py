@@ -27,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from optuna_seqclf import DataSpec, HParams, TrainSettings, prepare
-    from optuna_seqclf import train as train_lib
+    from optuna_seqclf.training import loop as train_lib
     from optuna_seqclf.data.corpus import encode_corpus
     from optuna_seqclf.runtime import configure_process
 

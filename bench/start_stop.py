@@ -31,7 +31,8 @@ import _common
 WRAPPER = """
 import os, sys, time
 mode = sys.argv.pop(1)
-from optuna_seqclf import cli, tracking
+from optuna_seqclf.cli import commands as cli
+from optuna_seqclf.training import tracking
 from pathlib import Path
 if mode == "aim-first":  # the old order: the new repo is set up before anything else goes on
     tracking._ensure_repo(Path("logs"))
