@@ -27,9 +27,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from optuna_seqclf import DataSpec, HParams, TrainSettings, prepare
-    from optuna_seqclf.training import loop as train_lib
     from optuna_seqclf.data.corpus import encode_corpus
     from optuna_seqclf.runtime import configure_process
+    from optuna_seqclf.training import loop as train_lib
 
     model_path = _common.minilm()
     settings = TrainSettings(model=model_path, max_steps=args.steps, seed=1)
