@@ -158,7 +158,7 @@ def test_tests_mirror_the_package() -> None:
     tests/e2e)."""
     covered_elsewhere = {"__init__", "__main__", "cli", "cli.commands", "cli.options", "hooks", "cli.console",
                          "report.dashboard", "report.plots", "report.markdown", "report.tables", "interrupts",
-                         "errors", "tuning.objective", "pipeline", "replicas", "training.prepared",
+                         "errors", "training.prepared",
                          "training.replica_folder", "cli.predict_command", "study.steps", "study.schema",
                          "data", "training", "study", "tuning", "predict", "report"}  # through the CLI, in e2e
     missing = [name for name in sorted(_modules_cache()) if name not in covered_elsewhere

@@ -12,14 +12,16 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA, states, wait_for
+from conftest import EXAMPLE_DATA, SCRIPTED_CLI, states, wait_for
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4"]
 
 
-def tune_cmd(model: Path, name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "optuna_seqclf", "tune", str(EXAMPLE_DATA), "--model", str(model),
-            "--study-name", name, "--epochs", "6", "--threads", "1", "--no-track", *GRID, *extra]
+def tune_cmd(model: Path, name: str, *extra: str, scripted: bool = False) -> list[str]:
+    """`tune` with real training, or with the scripted trainer where the protocol is the claim."""
+    return [*(SCRIPTED_CLI if scripted else [sys.executable, "-m", "optuna_seqclf"]), "tune", str(EXAMPLE_DATA),
+            "--model", str(model), "--study-name", name, "--epochs", "6", "--threads", "1", "--no-track", *GRID,
+            *extra]
 
 
 def values_by_point(db: Path, name: str) -> dict[tuple[int, float], list[float]]:
@@ -72,7 +74,7 @@ def test_kill_minus_nine_at_several_moments_then_resume(workdir: Path, tiny_mode
 @pytest.mark.slow
 def test_ctrl_c_stops_cleanly_and_resumes(workdir: Path, tiny_model: Path) -> None:
     db = workdir / "studies" / "c.db"
-    proc = subprocess.Popen(tune_cmd(tiny_model, "c"), cwd=workdir, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(tune_cmd(tiny_model, "c", scripted=True), cwd=workdir, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     wait_for(lambda: states(db).count("COMPLETE") >= 1 and "RUNNING" in states(db))
     proc.send_signal(signal.SIGINT)
@@ -81,15 +83,18 @@ def test_ctrl_c_stops_cleanly_and_resumes(workdir: Path, tiny_model: Path) -> No
     assert "Interrupted" in err and "run the same command again" in err
     assert "Traceback" not in err
     assert "RUNNING" not in states(db)  # the interrupted trial is closed, not left dangling
-    final = subprocess.run(tune_cmd(tiny_model, "c"), cwd=workdir, capture_output=True, text=True, timeout=300)
+    final = subprocess.run(tune_cmd(tiny_model, "c", scripted=True), cwd=workdir, capture_output=True, text=True,
+                           timeout=300)
     assert final.returncode == 0, final.stderr
     got = values_by_point(db, "c")
     assert len(got) == 6 and all(len(v) == 1 for v in got.values())
 
 
 def _train_cmd(name: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "optuna_seqclf", "train", "--study-name", name, "--output-dir", "out",
-            "--threads", "1", "--no-track", *extra]
+    """`train` with the scripted trainer (each replica's model is the untrained one, saved and scored for real):
+    the claim is what a killed or interrupted run leaves in the output folder."""
+    return [*SCRIPTED_CLI, "train", "--study-name", name, "--output-dir", "out", "--threads", "1", "--no-track",
+            *extra]
 
 
 def _replica_dirs(out: Path) -> list[Path]:
@@ -98,7 +103,8 @@ def _replica_dirs(out: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_killed_and_interrupted_replica_runs_resume(workdir: Path, tiny_model: Path) -> None:
-    tuned = subprocess.run([*tune_cmd(tiny_model, "r"), "--learning-rates", "1e-3", "--batch-sizes", "8"],
+    tuned = subprocess.run([*tune_cmd(tiny_model, "r", scripted=True), "--learning-rates", "1e-3",
+                            "--batch-sizes", "8"],
                            cwd=workdir, capture_output=True, text=True, timeout=300)
     assert tuned.returncode == 0, tuned.stderr
     out = workdir / "out"
