@@ -109,6 +109,18 @@ def _print_replicas(result: Any) -> None:
     click.echo(f"Replicas and {result.output_dir / SUMMARY_FILE} written to {result.output_dir}")
 
 
+def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSettings, SearchSpace, MachineSettings]:
+    """The library's specs from the options ``tune`` and ``run`` share."""
+    settings = TrainSettings(_resolve_model(p["model"], p["quiet"]), p["tokenizer"], p["epochs"], p["max_steps"],
+                             p["max_seq_length"], p["seed"])
+    name = p["study_name"] or default_study_name(p["config_name"], p["model"] or DEFAULT_MODEL_NAME, p["task_name"])
+    spec = StudySpec(name, p["storage"] or default_storage(name), p["config_name"], p["task_name"], p["max_retries"],
+                     p["pruner"], p["confirm_top"], p["confirm_seeds"], p["metric"])
+    data = DataSpec(p["data_dir"], p["text_column"], p["label_column"], p["text_pair_column"])
+    machine = _machine(p["device"], p["precision"], p["eval_batch_size"], p["threads"], p["workers"])
+    return spec, data, settings, SearchSpace(p["batch_sizes"], p["learning_rates"]), machine
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="optuna-seqclf")
 def cli() -> None:
@@ -131,13 +143,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
     Parquet, or a saved DatasetDict); resumes if re-run."""
     from optuna_seqclf.tuning.tune import tune as tune_study
 
-    space = SearchSpace(batch_sizes, learning_rates)
-    settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
-    name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
-    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner,
-                     confirm_top, confirm_seeds, metric)
-    data = DataSpec(data_dir, text_column, label_column, text_pair_column)
-    machine = _machine(device, precision, eval_batch_size, threads, workers)
+    spec, data, settings, space, machine = _tuning_inputs(click.get_current_context().params)
     console = Console(quiet)
     result = tune_study(spec, data, settings, space, machine=machine, log_dir=None if no_track else log_dir,
                         accept_changes=accept_changes, progress=console.progress, on_step=console.step_hook,
@@ -189,13 +195,7 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
     from optuna_seqclf.pipeline import run as run_all
 
-    space = SearchSpace(batch_sizes, learning_rates)
-    settings = TrainSettings(_resolve_model(model, quiet), tokenizer, epochs, max_steps, max_seq_length, seed)
-    name = study_name or default_study_name(config_name, model or DEFAULT_MODEL_NAME, task_name)
-    spec = StudySpec(name, storage or default_storage(name), config_name, task_name, max_retries, pruner,
-                     confirm_top, confirm_seeds, metric)
-    data = DataSpec(data_dir, text_column, label_column, text_pair_column)
-    machine = _machine(device, precision, eval_batch_size, threads, workers)
+    spec, data, settings, space, machine = _tuning_inputs(click.get_current_context().params)
     console = Console(quiet)
     result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
                      log_dir=None if no_track else log_dir, accept_changes=accept_changes, workers=workers,
