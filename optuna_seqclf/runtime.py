@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import gc
 import logging
 import os
 import platform
@@ -42,6 +43,16 @@ def configure_process(threads: int | None = None, workers: int = 1, *, quiet: bo
     keep_freed_memory()
     if quiet:
         quiet_libraries()
+    freeze_imported_objects()
+
+
+def freeze_imported_objects() -> None:
+    """Leave what the imports made (torch, transformers, datasets: some 265,000 objects) out of every later
+    garbage collection. Optuna collects after each trial (``gc_after_trial``, which frees a trial's model
+    and optimizer); over the imports' objects that took 0.18 s a trial in a command-line process, for
+    nothing: module-level objects are never garbage."""
+    gc.collect()
+    gc.freeze()
 
 
 def keep_freed_memory() -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import glob
 import os
 import pwd
@@ -28,6 +29,14 @@ SST2_2K = SHARED_DATA / "sst2-2k"
 CPU = MachineSettings(device="cpu")  # the CPU paths, on any machine
 # The command line with the scripted trainer (tests/scripted_cli.py), for subprocess tests of the protocol
 SCRIPTED_CLI = [sys.executable, str(ROOT / "tests" / "scripted_cli.py")]
+
+# The suite's own process trains in-process too: leave the heavy imports out of the garbage collection
+# Optuna runs after every trial, as the command line does (runtime.freeze_imported_objects).
+import torch  # noqa: E402
+from transformers import AutoModelForSequenceClassification  # noqa: E402
+
+gc.collect()
+gc.freeze()
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -90,8 +99,7 @@ TEXTS = [line.split("\t")[0] for line in (EXAMPLE_DATA / "train.txt").read_text(
 
 def _classifier(tiny_model: Path, folder: Path, seed: int) -> Path:
     """A random 3-class classifier on the tiny BERT, saved as a replica would be."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoTokenizer
 
     torch.manual_seed(seed)
     labels = {0: "neg", 1: "neu", 2: "pos"}
