@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE_DATA, ROOT
+from conftest import EXAMPLE_DATA, ROOT, SCRIPTED_CLI
 from optuna_seqclf import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings, tune
 from optuna_seqclf.cli.commands import cli
 from optuna_seqclf.training.loop import fine_tune
@@ -231,7 +231,7 @@ def _run_in_pty(args: list[str], cwd: Path) -> str:
     pid, fd = pty.fork()
     if pid == 0:  # child
         os.chdir(cwd)
-        os.execv(sys.executable, [sys.executable, "-m", "optuna_seqclf", *args])
+        os.execv(sys.executable, [*SCRIPTED_CLI, *args])
     chunks = []
     while True:
         try:
@@ -247,16 +247,17 @@ def _run_in_pty(args: list[str], cwd: Path) -> str:
 
 @pytest.mark.slow
 def test_step_progress_only_on_a_terminal(workdir: Path, tiny_model: Path) -> None:
+    """What the terminal shows is the claim: the scripted trainer calls the step hook as fine_tune does."""
     args = ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--epochs", "2", "--no-track",
             "--batch-sizes", "8", "--learning-rates", "1e-3,1e-4"]
     shown = _run_in_pty([*args, "--study-name", "tty"], workdir)
     assert "\r  step 12/12 [" in shown and "100%" in shown  # 46 examples / 8 = 6 steps x 2 epochs
     assert "[2/2] trial 1" in shown and "ETA" in shown
-    piped = subprocess.run([sys.executable, "-m", "optuna_seqclf", *args, "--study-name", "piped"], cwd=workdir,
+    piped = subprocess.run([*SCRIPTED_CLI, *args, "--study-name", "piped"], cwd=workdir,
                            capture_output=True, text=True, timeout=300)
     assert piped.returncode == 0, piped.stderr
     assert "\r" not in piped.stderr and "step " not in piped.stderr and "[2/2] trial 1" in piped.stderr
-    quiet = subprocess.run([sys.executable, "-m", "optuna_seqclf", *args, "--study-name", "quiet", "--quiet"],
+    quiet = subprocess.run([*SCRIPTED_CLI, *args, "--study-name", "quiet", "--quiet"],
                            cwd=workdir, capture_output=True, text=True, timeout=300)
     assert quiet.returncode == 0 and quiet.stderr == "" and "Best F1 is" in quiet.stdout
     assert "step " not in _run_in_pty([*args, "--study-name", "tty-quiet", "--quiet"], workdir)
