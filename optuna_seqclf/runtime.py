@@ -50,9 +50,12 @@ def freeze_imported_objects() -> None:
     """Leave what the imports made (torch, transformers, datasets: some 265,000 objects) out of every later
     garbage collection. Optuna collects after each trial (``gc_after_trial``, which frees a trial's model
     and optimizer); over the imports' objects that took 0.18 s a trial in a command-line process, for
-    nothing: module-level objects are never garbage."""
-    gc.collect()
-    gc.freeze()
+    nothing: module-level objects are never garbage. Once a process: a later call (``configure_process``
+    again, in a program that runs several commands) would freeze what that program made since, garbage
+    included."""
+    if gc.get_freeze_count() == 0:
+        gc.collect()
+        gc.freeze()
 
 
 def keep_freed_memory() -> bool:
