@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -251,3 +252,14 @@ def convert_corpus(source: Path, target: Path, fmt: str, dev_name: str = "dev") 
         else:
             part.to_parquet(str(target / f"{name}.parquet"))
     return target
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Start the type checker as soon as its test is selected, so that it runs beside the tests that wait on
+    subprocesses and sleeps; tests/test_lint.py reads its result."""
+    if any(item.name == "test_mypy_clean" for item in items) and importlib.util.find_spec("mypy") is not None:
+        session.config.stash[MYPY] = subprocess.Popen([sys.executable, "-m", "mypy"], cwd=ROOT,
+                                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+MYPY = pytest.StashKey[subprocess.Popen[str]]()

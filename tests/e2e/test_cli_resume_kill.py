@@ -72,7 +72,8 @@ def test_kill_minus_nine_at_several_moments_then_resume(workdir: Path, tiny_mode
 
 
 @pytest.mark.slow
-def test_ctrl_c_stops_cleanly_and_resumes(workdir: Path, tiny_model: Path) -> None:
+def test_ctrl_c_stops_cleanly_and_resumes(workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_STEP_S", "0.02")  # a trial of 36 steps: 0.7 s
     db = workdir / "studies" / "c.db"
     proc = subprocess.Popen(tune_cmd(tiny_model, "c", scripted=True), cwd=workdir, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -102,7 +103,9 @@ def _replica_dirs(out: Path) -> list[Path]:
 
 
 @pytest.mark.slow
-def test_killed_and_interrupted_replica_runs_resume(workdir: Path, tiny_model: Path) -> None:
+def test_killed_and_interrupted_replica_runs_resume(workdir: Path, tiny_model: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRIPTED_STEP_S", "0.02")  # a replica of 36 steps: 0.7 s, then saved
     tuned = subprocess.run([*tune_cmd(tiny_model, "r", scripted=True), "--learning-rates", "1e-3",
                             "--batch-sizes", "8"],
                            cwd=workdir, capture_output=True, text=True, timeout=300)
