@@ -69,13 +69,13 @@ def _split_list(text: str, what: str) -> list[str]:
     return items
 
 
-def check_name(name: str, what: str) -> str:
-    """A name used in a file name: letters, digits, '.', '_', '-'; never a path. ``what`` is the setting
-    (``config_name``) or, in words, what the name is (``study name``)."""
+def check_name(name: str, what: str, field: str | None = None) -> str:
+    """A name used in a file name: letters, digits, '.', '_', '-'; never a path. ``what`` starts the message
+    (``study name``, or the setting itself); ``field`` is the setting it names, when it is one."""
     if not _NAME_RE.match(name) or ".." in name:
         raise ConfigError(
             f"{what} {name!r} is not allowed: use letters, digits, '.', '_' and '-' only "
-            "(it becomes a file name, so no '/' or '..')", what if "_" in what else None)
+            "(it becomes a file name, so no '/' or '..')", field)
     return name
 
 
@@ -268,8 +268,8 @@ class StudySpec:
         if self.pruner not in PRUNERS:
             raise ConfigError(f"pruner {self.pruner!r}: use one of {', '.join(PRUNERS)}", "pruner")
         check_name(self.study_name, "study name")
-        check_name(self.config_name, "config_name")
-        check_name(self.task_name, "task_name")
+        check_name(self.config_name, "config_name", "config_name")
+        check_name(self.task_name, "task_name", "task_name")
         if self.max_retries < 0:
             raise ConfigError(f"max_retries must be 0 or more, got {self.max_retries}", "max_retries")
 
