@@ -255,11 +255,21 @@ def convert_corpus(source: Path, target: Path, fmt: str, dev_name: str = "dev") 
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Start the type checker as soon as its test is selected, so that it runs beside the tests that wait on
-    subprocesses and sleeps; tests/test_lint.py reads its result."""
+    """Under pytest-xdist (the default, ``-n auto`` in pyproject.toml), the slow tests go first, the type checker
+    first of all, so that the workers share out the long tests and end together (every worker sorts the same
+    way: xdist needs the same order everywhere). Run in one process (``-n 0``), the type checker starts at once,
+    beside the tests that wait on subprocesses and sleeps; tests/test_lint.py reads its result."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: (item.name != "test_mypy_clean", item.get_closest_marker("slow") is None))
+        return
     if any(item.name == "test_mypy_clean" for item in items) and importlib.util.find_spec("mypy") is not None:
         session.config.stash[MYPY] = subprocess.Popen([sys.executable, "-m", "mypy"], cwd=ROOT,
                                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: a worker per core, at most 4 (the slow tests start processes of their own)."""
+    return max(1, min(4, len(os.sched_getaffinity(0))))
 
 
 MYPY = pytest.StashKey[subprocess.Popen[str]]()
