@@ -31,6 +31,9 @@ PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
 # fp32 by default: on an H200, bf16 autocast trained MiniLM and BERT-base on SST-2 at 0.69-0.79x fp32's speed
 # (bench/gpu.py): short sentences leave a step bound by kernel launches, and autocast adds cast kernels.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
+# How a training epoch is cut into batches (data/batches.py says what each does)
+BATCHINGS: tuple[str, ...] = ("random", "grouped", "grouped-shuffled")
+DEFAULT_BATCHING = "grouped"
 
 # --metric: what the grid maximises. Each names a key of ``training.metrics.classification_metrics``.
 METRICS: tuple[str, ...] = ("macro-f1", "micro-f1", "accuracy", "mcc")
@@ -199,6 +202,7 @@ class TrainSettings:
     max_steps: int | None = None
     max_seq_length: int = 128
     seed: int = 1
+    batching: str = DEFAULT_BATCHING
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -210,6 +214,8 @@ class TrainSettings:
             raise ConfigError(f"max_steps must be above 0, got {self.max_steps}", "max_steps")
         if self.max_seq_length < 8:
             raise ConfigError(f"max_seq_length must be at least 8, got {self.max_seq_length}", "max_seq_length")
+        if self.batching not in BATCHINGS:
+            raise ConfigError(f"batching {self.batching!r}: use one of {', '.join(BATCHINGS)}", "batching")
 
     @property
     def tokenizer_name(self) -> str:

@@ -35,6 +35,12 @@ def test_the_command_line_names_its_flag_where_the_library_names_the_field() -> 
     assert flag_message(ConfigError("study name 'x/y' is not allowed")) == "study name 'x/y' is not allowed"
 
 
+def test_batching_is_one_of_the_known_ways() -> None:
+    with pytest.raises(ConfigError, match="^batching 'sorted': use one of random, grouped, grouped-shuffled") as caught:
+        TrainSettings(model="m", batching="sorted")
+    assert caught.value.field == "batching"
+
+
 def test_grid_values_become_plain_numbers_in_order() -> None:
     space = SearchSpace((16, 8), (1e-4, 5e-5))
     assert space.points() == [HParams(16, 1e-4), HParams(16, 5e-5), HParams(8, 1e-4), HParams(8, 5e-5)]

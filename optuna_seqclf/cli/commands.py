@@ -112,7 +112,7 @@ def _print_replicas(result: Any) -> None:
 def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSettings, SearchSpace, MachineSettings]:
     """The library's specs from the options ``tune`` and ``run`` share."""
     settings = TrainSettings(_resolve_model(p["model"], p["quiet"]), p["tokenizer"], p["epochs"], p["max_steps"],
-                             p["max_seq_length"], p["seed"])
+                             p["max_seq_length"], p["seed"], p["batching"])
     name = p["study_name"] or default_study_name(p["config_name"], p["model"] or DEFAULT_MODEL_NAME, p["task_name"])
     spec = StudySpec(name, p["storage"] or default_storage(name), p["config_name"], p["task_name"], p["max_retries"],
                      p["pruner"], p["confirm_top"], p["confirm_seeds"], p["metric"])

@@ -17,7 +17,9 @@ import click
 from optuna_seqclf.cli.config_files import defaults_for
 from optuna_seqclf.errors import ConfigError, SeqClfError
 from optuna_seqclf.settings import (
+    BATCHINGS,
     DEFAULT_BATCH_SIZES,
+    DEFAULT_BATCHING,
     DEFAULT_CONFIRM_SEEDS,
     DEFAULT_CONFIRM_TOP,
     DEFAULT_LEARNING_RATES,
@@ -108,6 +110,9 @@ tune_options = options_group(
     click.option("--max-steps", default=None, type=int, help="Train this many steps instead of --epochs."),
     click.option("--max-seq-length", default=128, show_default=True, type=int,
                  help="Longer texts are truncated to this many tokens."),
+    click.option("--batching", type=click.Choice(BATCHINGS), default=DEFAULT_BATCHING, show_default=True,
+                 help="How an epoch is cut into batches: random (the HF Trainer's default), grouped (by length: "
+                      "less padding, faster, at a measured cost in test F1; docs/speed.md) or grouped-shuffled."),
     click.option("--seed", default=1, show_default=True, type=int, help="Seed of every tuning trial."),
     click.option("--max-retries", default=2, show_default=True, type=int,
                  help="How often a grid point that failed with an error is trained again."),

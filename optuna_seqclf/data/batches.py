@@ -69,6 +69,31 @@ class TensorSplit:
         return len(self.labels)
 
 
+def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, batching: str) -> list[np.ndarray]:
+    """One epoch of batches (index arrays) as ``batching`` cuts it; every row once, the longest batch first.
+
+    ``random``: a fresh permutation cut into batches (the HF Trainer's default). ``grouped``: shuffled
+    mega-batches of 50 batches, each sorted by length (``group_by_length``): less padding, but the batches
+    of a group run from long to short. ``grouped-shuffled``: the same batches in a random order.
+    The batch holding the longest example comes first, so an out-of-memory error shows at once.
+    """
+    if batching == "random":
+        perm = rng.permutation(len(lengths))
+        batches = [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
+    else:
+        batches = length_grouped_batches(lengths, batch_size, rng)
+        if batching == "grouped-shuffled" and len(batches) > 2:
+            batches = [batches[0], *(batches[1 + i] for i in rng.permutation(len(batches) - 1))]
+    return _longest_first(batches, lengths)
+
+
+def _longest_first(batches: list[np.ndarray], lengths: np.ndarray) -> list[np.ndarray]:
+    if batches:
+        longest = max(range(len(batches)), key=lambda b: int(lengths[batches[b]].max()))
+        batches[0], batches[longest] = batches[longest], batches[0]
+    return batches
+
+
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """One epoch of batches (index arrays): a permutation of every row, grouped by similar length.
 
@@ -81,10 +106,7 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
         chunk = perm[start:start + group]
         chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
         batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
-    if batches:
-        longest = max(range(len(batches)), key=lambda b: int(lengths[batches[b]].max()))
-        batches[0], batches[longest] = batches[longest], batches[0]
-    return batches
+    return _longest_first(batches, lengths)
 
 
 def collate(split: TensorSplit, rows: Sequence[int] | np.ndarray, pad_id: int,

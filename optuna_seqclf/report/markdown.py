@@ -160,7 +160,7 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
         f"- Data: `{record.data.data_dir}`; model: `{s.model}`"
         + (f"; tokenizer `{s.tokenizer}`" if s.tokenizer else ""),
         f"- Training: {s.epochs:g} epoch(s)" + (f" / {s.max_steps} steps" if s.max_steps else "")
-        + f", max length {s.max_seq_length}, seed {s.seed}; objective: dev {metric.label}",
+        + f", max length {s.max_seq_length}, {s.batching} batches, seed {s.seed}; objective: dev {metric.label}",
         f"- Grid: {len(points)} points, {count('COMPLETE')} complete, {count('FAIL')} failed, "
         f"{count('PRUNED')} pruned, {count('PENDING', 'RUNNING')} not finished",
     ]

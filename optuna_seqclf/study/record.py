@@ -49,7 +49,7 @@ class StudyRecord:
 
     # Stored fields that make trials comparable: a resume must agree on all of them.
     IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
-                "max_steps", "max_seq_length", "seed", "metric", "text_column", "label_column",
+                "max_steps", "max_seq_length", "seed", "batching", "metric", "text_column", "label_column",
                 "text_pair_column")
 
     @classmethod
@@ -63,7 +63,9 @@ class StudyRecord:
     def from_json(cls, raw: dict[str, Any]) -> StudyRecord:
         data = DataSpec(Path(raw["data_dir"]), raw["text_column"], raw["label_column"], raw["text_pair_column"])
         settings = TrainSettings(model=raw["model"], tokenizer=raw["tokenizer"], epochs=raw["epochs"],
-                                 max_steps=raw["max_steps"], max_seq_length=raw["max_seq_length"], seed=raw["seed"])
+                                 max_steps=raw["max_steps"], max_seq_length=raw["max_seq_length"], seed=raw["seed"],
+                                 # studies made before --batching trained length-grouped batches
+                                 batching=raw.get("batching", "grouped"))
         space = SearchSpace(tuple(raw["batch_sizes"]), tuple(raw["learning_rates"]))
         return cls(data, settings, space, raw["config_name"], raw["task_name"], raw["data_fingerprint"],
                    raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"),

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from optuna_seqclf.data.batches import TensorSplit, collate, length_grouped_batches
+from optuna_seqclf.data.batches import TensorSplit, collate, epoch_batches
 from optuna_seqclf.hooks import EpochHook, LogHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
 from optuna_seqclf.training.metrics import classification_metrics, per_class_f1
@@ -178,7 +178,7 @@ class _Loop:
         model.to(device)  # type: ignore[arg-type]
         self.model = own_weights(model)
         self.split = TensorSplit.from_dataset(train)
-        self.batch_size = hp.batch_size
+        self.batch_size, self.batching = hp.batch_size, settings.batching
         self.steps_per_epoch = max(1, -(-len(self.split) // hp.batch_size))
         self.total = settings.max_steps or max(1, math.ceil(settings.epochs * self.steps_per_epoch))
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -200,8 +200,9 @@ class _Loop:
         self.model.train()
 
     def run_epoch(self, on_step: StepHook | None, on_log: LogHook | None) -> None:
-        """Steps over one shuffled, length-grouped pass of the training set (fewer at ``max_steps``)."""
-        for rows in length_grouped_batches(self.split.lengths, self.batch_size, self.rng):
+        """Steps over one shuffled pass of the training set, batched as ``settings.batching`` says (fewer at
+        ``max_steps``)."""
+        for rows in epoch_batches(self.split.lengths, self.batch_size, self.rng, self.batching):
             batch = collate(self.split, rows, self.pad_id, self.multiple)
             grad_norm = self.train_step({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
             self.step += 1

@@ -82,7 +82,9 @@ def clip_gradients(params: list[torch.nn.Parameter], device: torch.device,
         total = utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
     if optimizer is not None and optimizer.defaults.get("fused"):
         # fused AdamW divides the gradients by grad_scale, an attribute torch's stubs do not declare
-        optimizer.grad_scale = torch.clamp((total + 1e-6) / MAX_GRAD_NORM, min=1.0)  # type: ignore[attr-defined]
+        # (in float32, as GradScaler's scale is: the fused kernel takes no other, whatever the weights' dtype)
+        scale = torch.clamp((total + 1e-6) / MAX_GRAD_NORM, min=1.0).to(torch.float32)
+        optimizer.grad_scale = scale  # type: ignore[attr-defined]
     elif device.type != "cpu" or total > MAX_GRAD_NORM:
         utils.clip_grads_with_norm_(params, MAX_GRAD_NORM, total, foreach=True)
     return total

@@ -82,7 +82,8 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     write_json(tmp / "training_args.json", {
         "model": settings.model, "tokenizer": settings.tokenizer_name, "per_device_train_batch_size": hp.batch_size,
         "learning_rate": hp.learning_rate, "num_train_epochs": settings.epochs, "max_steps": settings.max_steps,
-        "max_seq_length": settings.max_seq_length, "seed": seed, "optimizer": "AdamW (torch, fused)",
+        "max_seq_length": settings.max_seq_length, "seed": seed,
+        "batching": settings.batching, "optimizer": "AdamW (torch, fused)",
         "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": MAX_GRAD_NORM,
     })
     names = [corpus.label_names[i] for i in test.predictions]

@@ -119,6 +119,7 @@ class Objective:
             "study": self.study_name, "trial": trial.number, "model": s.model, "batch_size": hp.batch_size,
             "learning_rate": hp.learning_rate, "seed": s.seed if confirm_seed is None else confirm_seed,
             "epochs": s.epochs, "max_steps": s.max_steps, "max_seq_length": s.max_seq_length,
+            "batching": s.batching,
             "stage": "grid" if confirm_seed is None else "confirm",
         }
 

@@ -11,7 +11,8 @@ import torch
 import optuna_seqclf.training.loop as train_lib
 from conftest import CPU
 from optuna_seqclf import HParams
-from optuna_seqclf.data.batches import length_grouped_batches
+from optuna_seqclf.data.batches import epoch_batches, length_grouped_batches
+from optuna_seqclf.settings import BATCHINGS
 from optuna_seqclf.training.loop import fine_tune
 
 
@@ -32,7 +33,7 @@ def test_length_grouped_batches_cover_every_example_once_with_dynamic_padding(
         return batch
 
     monkeypatch.setattr(train_lib, "collate", spy)
-    two_epochs = replace(settings, epochs=2)
+    two_epochs = replace(settings, epochs=2, batching="grouped")
     fine_tune(settings.model, prepared.tokenizer, train, encoded.dev.select(range(50)),
               prepared.corpus.id2label, HParams(16, 1e-4), two_epochs, seed=1, machine=CPU)
     assert len(rows_seen) == 2 * 600
@@ -51,12 +52,35 @@ def test_length_grouped_batches_cover_every_example_once_with_dynamic_padding(
     assert np.mean(spreads) < 0.5 * random_spread  # batches group similar lengths
 
 
-def test_batches_are_a_permutation_for_any_size() -> None:
+@pytest.mark.parametrize("batching", BATCHINGS)
+def test_batches_are_a_permutation_for_any_size_longest_first(batching: str) -> None:
     lengths = np.random.default_rng(3).integers(1, 60, size=1234)
     for batch_size in (1, 7, 32, 5000):
-        batches = length_grouped_batches(lengths, batch_size, np.random.default_rng(1))
+        batches = epoch_batches(lengths, batch_size, np.random.default_rng(1), batching)
         assert sorted(np.concatenate(batches).tolist()) == list(range(1234))
         assert all(len(b) <= batch_size for b in batches)
+        assert lengths[batches[0]].max() == lengths.max()  # an out-of-memory error shows on the first step
+
+
+def test_each_batching_cuts_the_epoch_its_own_way() -> None:
+    lengths = np.random.default_rng(4).integers(1, 100, size=3200)
+
+    def cut(batching: str) -> list[np.ndarray]:
+        return epoch_batches(lengths, 16, np.random.default_rng(7), batching)
+
+    def spread(batches: list[np.ndarray]) -> float:  # mean length range inside a batch
+        return float(np.mean([np.ptp(lengths[b]) for b in batches]))
+
+    def runs_downhill(batches: list[np.ndarray]) -> float:  # how often a batch is no longer than the one before
+        tops = [int(lengths[b].max()) for b in batches]
+        return float(np.mean([b <= a for a, b in zip(tops[1:], tops[2:])]))
+
+    random, grouped, shuffled = cut("random"), cut("grouped"), cut("grouped-shuffled")
+    assert spread(random) > 4 * spread(grouped)  # random batches mix lengths; grouped ones do not
+    assert grouped[0].tolist() == length_grouped_batches(lengths, 16, np.random.default_rng(7))[0].tolist()
+    # grouped-shuffled: the very batches of grouped, in another order; grouped runs long to short in a group
+    assert sorted(map(tuple, shuffled)) == sorted(map(tuple, grouped))
+    assert runs_downhill(grouped) > 0.95 and 0.4 < runs_downhill(shuffled) < 0.7
 
 
 def test_tensor_split_reads_arrow_in_place_and_collates_the_right_rows(sst2) -> None:  # type: ignore[no-untyped-def]

@@ -123,6 +123,16 @@ def _record(grid_order: str) -> StudyRecord:
         "task_name": "t", "data_fingerprint": "f", "grid_order": grid_order})
 
 
+def test_a_study_made_before_batching_was_a_setting_trained_grouped_batches() -> None:
+    """What 0.4 stored has no ``batching``: its trials trained length-grouped batches, so the record says so
+    (``train`` then trains its replicas the same way), and a resume with other batches is refused by name."""
+    old = _record("shuffled").to_json()
+    del old["batching"]
+    assert StudyRecord.from_json(old).settings.batching == "grouped"
+    now = StudyRecord.from_json({**old, "batching": "random"})
+    assert StudyRecord.from_json(old).differences(now) == ["batching: study has 'grouped', now 'random'"]
+
+
 def _run_points(study: optuna.Study, n: int) -> list[tuple[int, float]]:
     record_space = SearchSpace()
 
