@@ -33,7 +33,7 @@ PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 # How a training epoch is cut into batches (data/batches.py says what each does)
 BATCHINGS: tuple[str, ...] = ("random", "grouped", "grouped-shuffled")
-DEFAULT_BATCHING = "grouped"
+DEFAULT_BATCHING = "grouped-shuffled"
 
 # --metric: what the grid maximises. Each names a key of ``training.metrics.classification_metrics``.
 METRICS: tuple[str, ...] = ("macro-f1", "micro-f1", "accuracy", "mcc")

@@ -111,8 +111,9 @@ tune_options = options_group(
     click.option("--max-seq-length", default=128, show_default=True, type=int,
                  help="Longer texts are truncated to this many tokens."),
     click.option("--batching", type=click.Choice(BATCHINGS), default=DEFAULT_BATCHING, show_default=True,
-                 help="How an epoch is cut into batches: random (the HF Trainer's default), grouped (by length: "
-                      "less padding, faster, at a measured cost in test F1; docs/speed.md) or grouped-shuffled."),
+                 help="How an epoch is cut into batches: grouped-shuffled (batches of similar lengths, in a random "
+                      "order: little padding, the HF Trainer's test F1), random (the Trainer's own, slower) or "
+                      "grouped (long to short within groups of 50 batches: it can diverge; docs/speed.md)."),
     click.option("--seed", default=1, show_default=True, type=int, help="Seed of every tuning trial."),
     click.option("--max-retries", default=2, show_default=True, type=int,
                  help="How often a grid point that failed with an error is trained again."),

@@ -1,8 +1,10 @@
-"""Length-grouped batches of pre-tokenised examples, padded per batch. No model, no Trainer.
+"""An epoch's batches of pre-tokenised examples, padded per batch. No model, no Trainer.
 
-Sentences of similar length go in the same batch (shuffled mega-batches of 50 batches, each sorted by
-length: the HF Trainer's ``group_by_length`` recipe), so a batch is padded to its own longest sentence
-and little compute is spent on padding. Every example is visited exactly once per epoch.
+By default sentences of similar length go in the same batch (shuffled mega-batches of 50 batches, each
+sorted by length: the HF Trainer's ``group_by_length`` recipe), so a batch is padded to its own longest
+sentence and little compute is spent on padding, and the batches then run in a random order: run in
+their sorted order, long to short within each group, they cost test F1 and sometimes diverged
+(``bench/quality.py``, docs/speed.md). Every example is visited exactly once per epoch.
 """
 
 from __future__ import annotations

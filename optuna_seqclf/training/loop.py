@@ -138,8 +138,9 @@ def fine_tune(
     """Fine-tune ``model_name`` on ``train`` and evaluate on ``dev``. Nothing is written to disk.
 
     The recipe of the HF Trainer's defaults, without its machinery: AdamW (fused where torch has it,
-    no weight decay), linear decay to 0 without warm-up, gradient clipping at norm 1.0, length-grouped
-    batches with per-batch padding, mixed precision as ``machine.precision`` says (fp16 with a
+    no weight decay), linear decay to 0 without warm-up, gradient clipping at norm 1.0, batches cut as
+    ``settings.batching`` says (by default of similar lengths, in a random order) and padded per batch,
+    mixed precision as ``machine.precision`` says (fp16 with a
     ``GradScaler``). ``on_epoch(epoch, dev_metrics)`` runs after every epoch (pruning, curves) and may
     raise to stop; ``on_step(done, total)`` after every optimizer step (progress, Ctrl-C), and may raise
     too; ``on_log(record)`` gets the training loss, learning rate and gradient norm every few steps.
