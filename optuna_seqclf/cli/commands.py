@@ -135,9 +135,9 @@ def cli() -> None:
 @fail_cleanly
 def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
          config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
-         epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
-         pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool, text_column: str,
-         label_column: str, text_pair_column: str | None, eval_batch_size: int, threads: int | None,
+         epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
+         workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool,
+         text_column: str, label_column: str, text_pair_column: str | None, eval_batch_size: int, threads: int | None,
          device: str | None, precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
     Parquet, or a saved DatasetDict); resumes if re-run."""
@@ -187,9 +187,9 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 @fail_cleanly
 def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
         config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
-        epochs: float, max_steps: int | None, max_seq_length: int, seed: int, max_retries: int, workers: int,
-        pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool, text_column: str,
-        label_column: str, text_pair_column: str | None, output_dir: Path, seeds: tuple[int, ...],
+        epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
+        workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool,
+        text_column: str, label_column: str, text_pair_column: str | None, output_dir: Path, seeds: tuple[int, ...],
         replace_failed: bool, eval_batch_size: int, threads: int | None, device: str | None, precision: str,
         log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
