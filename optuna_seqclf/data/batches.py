@@ -81,12 +81,11 @@ def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator
     """
     if batching == "random":
         perm = rng.permutation(len(lengths))
-        batches = [perm[i:i + batch_size] for i in range(0, len(perm), batch_size)]
-    else:
-        batches = length_grouped_batches(lengths, batch_size, rng)
-        if batching == "grouped-shuffled" and len(batches) > 2:
-            batches = [batches[0], *(batches[1 + i] for i in rng.permutation(len(batches) - 1))]
-    return _longest_first(batches, lengths)
+        return _longest_first([perm[i:i + batch_size] for i in range(0, len(perm), batch_size)], lengths)
+    batches = length_grouped_batches(lengths, batch_size, rng)  # the longest batch first already
+    if batching == "grouped-shuffled" and len(batches) > 2:
+        batches = [batches[0], *(batches[1 + i] for i in rng.permutation(len(batches) - 1))]
+    return batches
 
 
 def _longest_first(batches: list[np.ndarray], lengths: np.ndarray) -> list[np.ndarray]:
