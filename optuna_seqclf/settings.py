@@ -265,9 +265,15 @@ class StudySpec:
     confirm_top: int = DEFAULT_CONFIRM_TOP  # grid points trained again with more seeds once the grid is done
     confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # how many more seeds each of them gets
     metric: str = "macro-f1"  # what the grid maximises (``METRICS``)
+    # where trials keep their weights for `train` to reuse: a folder, s3://BUCKET, gs://BUCKET or "none";
+    # None: a folder beside the SQLite file (``study.artifacts.default_artifact_store``)
+    artifact_store: str | None = None
 
     def __post_init__(self) -> None:
         Metric(self.metric)
+        if self.artifact_store is not None and not self.artifact_store.strip():
+            raise ConfigError("artifact_store must not be empty (give a folder, a bucket URL or none)",
+                              "artifact_store")
         for what, count in (("confirm_top", self.confirm_top), ("confirm_seeds", self.confirm_seeds)):
             if count < 0:
                 raise ConfigError(f"{what} must be 0 or more, got {count}", what)

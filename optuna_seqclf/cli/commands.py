@@ -11,6 +11,7 @@ import click
 from optuna_seqclf.cli.console import Console
 from optuna_seqclf.cli.options import (
     CONFIG_ERROR,
+    artifact_store_option,
     config_option,
     fail_cleanly,
     machine_options,
@@ -26,7 +27,6 @@ from optuna_seqclf.settings import (
     StudySpec,
     TrainSettings,
     default_storage,
-    default_study_name,
 )
 from optuna_seqclf.training.metrics import ADVICE
 
@@ -111,11 +111,16 @@ def _print_replicas(result: Any) -> None:
 
 def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSettings, SearchSpace, MachineSettings]:
     """The library's specs from the options ``tune`` and ``run`` share."""
+    from optuna_seqclf.tuning.names import default_study
+
     settings = TrainSettings(_resolve_model(p["model"], p["quiet"]), p["tokenizer"], p["epochs"], p["max_steps"],
                              p["max_seq_length"], p["seed"], p["batching"])
-    name = p["study_name"] or default_study_name(p["config_name"], p["model"] or DEFAULT_MODEL_NAME, p["task_name"])
-    spec = StudySpec(name, p["storage"] or default_storage(name), p["config_name"], p["task_name"], p["max_retries"],
-                     p["pruner"], p["confirm_top"], p["confirm_seeds"], p["metric"])
+    name, task, storage, note = default_study(p["study_name"], p["storage"], p["config_name"],
+                                              p["model"] or DEFAULT_MODEL_NAME, p["task_name"], p["data_dir"])
+    if note and not p["quiet"]:
+        click.echo(note, err=True)
+    spec = StudySpec(name, storage, p["config_name"], task, p["max_retries"], p["pruner"], p["confirm_top"],
+                     p["confirm_seeds"], p["metric"], p["artifact_store"])
     data = DataSpec(p["data_dir"], p["text_column"], p["label_column"], p["text_pair_column"])
     machine = _machine(p["device"], p["precision"], p["eval_batch_size"], p["threads"], p["workers"])
     return spec, data, settings, SearchSpace(p["batch_sizes"], p["learning_rates"]), machine
@@ -134,11 +139,12 @@ def cli() -> None:
 @config_option
 @fail_cleanly
 def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
-         config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
+         config_name: str, task_name: str | None, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
          epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
          workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool,
-         text_column: str, label_column: str, text_pair_column: str | None, eval_batch_size: int, threads: int | None,
-         device: str | None, precision: str, log_dir: Path, no_track: bool, quiet: bool) -> None:
+         artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None,
+         eval_batch_size: int, threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
+         quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
     Parquet, or a saved DatasetDict); resumes if re-run."""
     from optuna_seqclf.tuning.tune import tune as tune_study
@@ -158,12 +164,14 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
               help="Use this data folder instead of the one the study was tuned on.")
 @click.option("--model", "-m", default=None, help="Use this model instead of the study's.")
 @click.option("--tokenizer", default=None, help="Use this tokenizer instead of the study's.")
+@artifact_store_option
 @replica_options
 @machine_options
 @config_option
 @fail_cleanly
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
-          output_dir: Path, seeds: tuple[int, ...], replace_failed: bool, eval_batch_size: int,
+          artifact_store: str | None, output_dir: Path, seeds: tuple[int, ...], replace_failed: bool,
+          eval_batch_size: int,
           threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
           quiet: bool) -> None:
     """Train one replica per seed with the study's best batch size and learning rate."""
@@ -174,7 +182,7 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
     result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seeds,
                             data_dir=data_dir, model=model, tokenizer=tokenizer, machine=machine,
                             log_dir=None if no_track else log_dir, progress=console.line, on_step=console.step_hook,
-                            replace_failed=replace_failed, **_injected())
+                            replace_failed=replace_failed, artifact_store=artifact_store, **_injected())
     _print_replicas(result)
 
 
@@ -186,10 +194,11 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 @config_option
 @fail_cleanly
 def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
-        config_name: str, task_name: str, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
+        config_name: str, task_name: str | None, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
         epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
         workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool,
-        text_column: str, label_column: str, text_pair_column: str | None, output_dir: Path, seeds: tuple[int, ...],
+        artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None,
+        output_dir: Path, seeds: tuple[int, ...],
         replace_failed: bool, eval_batch_size: int, threads: int | None, device: str | None, precision: str,
         log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""

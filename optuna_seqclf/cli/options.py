@@ -88,6 +88,12 @@ data_options = options_group(
     click.option("--text-pair-column", default=None, help="Second text column, for sentence-pair tasks."),
 )
 
+artifact_store_option = click.option(
+    "--artifact-store", default=None,
+    help="Where trials that could be chosen keep their weights, so `train` reuses them as replicas instead of "
+         "training them again: a folder (shared by every machine), s3://BUCKET or gs://BUCKET; none keeps "
+         "nothing. Default: studies/<study-name>.artifacts beside the SQLite file.")
+
 tune_options = options_group(
     click.option("--model", "-m", default=None,
                  help="Pretrained model: a local HF folder or hub name. Default: all-MiniLM-L6-v2 when the "
@@ -99,7 +105,9 @@ tune_options = options_group(
                  help="Optuna storage URL (default: sqlite:///studies/<study-name>.db). For many machines: "
                       "postgresql+psycopg://USER:PASS@HOST:PORT/DB."),
     click.option("--config-name", default="bert-custom", show_default=True, help="Configuration name."),
-    click.option("--task-name", default="sentiment", show_default=True, help="Task name."),
+    click.option("--task-name", default=None,
+                 help="Task name, in the study's and the replica folders' names (default: the data folder's name; "
+                      "the reference's is sentiment)."),
     click.option("--batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)), show_default=True,
                  callback=parsed(lambda text: parse_int_list(text, "--batch-sizes")),
                  help="Comma list of batch sizes to try."),
@@ -134,6 +142,7 @@ tune_options = options_group(
                       "accuracy or Matthews' correlation (mcc). Part of the study: another metric is another study."),
     click.option("--accept-changes", is_flag=True,
                  help="Continue a study even though its data, model or settings changed."),
+    artifact_store_option,
     data_options,
 )
 

@@ -44,6 +44,8 @@ def grid_table(statuses: Sequence[PointStatus], selection: Selection | None = No
     rows = []
     for i, st in enumerate(statuses):
         f1 = f"{st.result.value:.6f}" if st.result is not None else st.state.lower()
+        if st.pruned is not None:  # stopped early: its last dev score, and when
+            f1 = f"{st.pruned[1]:.6f} (pruned after epoch {st.pruned[0]})"
         notes = []
         if st.result is not None and st.result.failed_run is not None:
             notes.append("failed run")
@@ -88,6 +90,10 @@ def selection_notes(selection: Selection, points: Sequence[PointStatus], metric:
     elif selection.pending:
         notes.append(f"The confirmation stage is not finished ({selection.pending} run(s) left): the choice is the "
                      "single-seed best for now; run `tune` again to finish it.")
+    elif selection.best is not None:
+        notes.append(f"Chosen by the grid's single seed (dev {metric.short} of one run per point)"
+                     + ("" if selection.plan.active else "; --confirm-top K confirms the best K over more seeds")
+                     + ".")
     return notes
 
 

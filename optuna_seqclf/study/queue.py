@@ -46,6 +46,7 @@ from optuna_seqclf.study.schema import (
     FAILED_RUN_ATTR,
     HISTORY_ATTR,
     POINT_ATTR,
+    PRUNED_AFTER_ATTR,
 )
 from optuna_seqclf.study.steps import Done, TrainPoint, TrainQueued
 from optuna_seqclf.study.storage import fail_stale_trials
@@ -208,6 +209,7 @@ class PointStatus:
     result: TrialResult | None
     errors: tuple[str, ...]
     queued: bool = False
+    pruned: tuple[int, float] | None = None  # a PRUNED point's last epoch and its dev score there
 
     @property
     def finished(self) -> bool:
@@ -225,6 +227,7 @@ class Attempts:
     errors: tuple[str, ...]
     queued: bool
     complete: FrozenTrial | None
+    pruned: tuple[int, float] | None = None  # the epoch a pruner stopped a try after, and its dev score there
 
     @classmethod
     def of(cls, mine: list[FrozenTrial]) -> Attempts:
@@ -235,8 +238,11 @@ class Attempts:
                                               (TrialState.RUNNING, "RUNNING")) if kind in states),
                      "FAIL" if errors else "PENDING")
         complete = [t for t in mine if t.state == TrialState.COMPLETE]
+        stopped = [(int(t.user_attrs.get(PRUNED_AFTER_ATTR, max(t.intermediate_values, default=0))),
+                    float("nan") if t.value is None else float(t.value))
+                   for t in mine if t.state == TrialState.PRUNED and DUPLICATE_ATTR not in t.user_attrs]
         return cls(state, errors, TrialState.WAITING in states,
-                   min(complete, key=lambda t: t.number) if complete else None)
+                   min(complete, key=lambda t: t.number) if complete else None, stopped[0] if stopped else None)
 
 
 def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
@@ -247,7 +253,7 @@ def point_status(study: optuna.Study, space: SearchSpace) -> list[PointStatus]:
     for point in space.points():
         tries = Attempts.of([t for t in trials if claimed_point(t) == point])
         out.append(PointStatus(point, tries.state, TrialResult.of(tries.complete) if tries.complete else None,
-                               tries.errors, queued=tries.queued))
+                               tries.errors, queued=tries.queued, pruned=tries.pruned))
     return out
 
 

@@ -46,6 +46,8 @@ class StudyRecord:
     confirm_top: int = 0
     confirm_seeds: int = 0
     max_retries: int = 2  # when a failed run is given up: `train` and `report` read the stage's state with it
+    # Where trials keep their weights (``study.artifacts``; "none": nowhere, as studies made before it)
+    artifact_store: str = "none"
 
     # Stored fields that make trials comparable: a resume must agree on all of them.
     IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
@@ -57,7 +59,7 @@ class StudyRecord:
               fingerprint: str) -> StudyRecord:
         return cls(replace(data, data_dir=data.data_dir.resolve()), settings, space, spec.config_name,
                    spec.task_name, fingerprint, Metric(spec.metric).stored, GRID_ORDER, spec.confirm_top,
-                   spec.confirm_seeds, spec.max_retries)
+                   spec.confirm_seeds, spec.max_retries, spec.artifact_store or "none")
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> StudyRecord:
@@ -69,7 +71,8 @@ class StudyRecord:
         space = SearchSpace(tuple(raw["batch_sizes"]), tuple(raw["learning_rates"]))
         return cls(data, settings, space, raw["config_name"], raw["task_name"], raw["data_fingerprint"],
                    raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"),
-                   int(raw.get("confirm_top", 0)), int(raw.get("confirm_seeds", 0)), int(raw.get("max_retries", 2)))
+                   int(raw.get("confirm_top", 0)), int(raw.get("confirm_seeds", 0)), int(raw.get("max_retries", 2)),
+                   str(raw.get("artifact_store", "none")))
 
     @classmethod
     def from_study(cls, study: optuna.Study) -> StudyRecord:
@@ -85,7 +88,7 @@ class StudyRecord:
                 "learning_rates": list(self.space.learning_rates), "config_name": self.config_name,
                 "task_name": self.task_name, "data_fingerprint": self.data_fingerprint, "metric": self.metric,
                 "grid_order": self.grid_order, "confirm_top": self.confirm_top, "confirm_seeds": self.confirm_seeds,
-                "max_retries": self.max_retries}
+                "max_retries": self.max_retries, "artifact_store": self.artifact_store}
         return json.loads(json.dumps(flat))
 
     def differences(self, other: StudyRecord) -> list[str]:
@@ -191,8 +194,9 @@ def create_or_resume(spec: StudySpec, record: StudyRecord, storage: optuna.stora
             f"study {spec.study_name!r} was tuned with other inputs ({'; '.join(diffs)}); "
             "use another --study-name (or --task-name), or --accept-changes to continue it anyway"
         )
-    if diffs or (stored.confirm_plan(), stored.max_retries) != (record.confirm_plan(), record.max_retries):
-        # this call's stage settings apply from now (they are not part of the identity)
+    if diffs or (stored.confirm_plan(), stored.max_retries, stored.artifact_store) != \
+            (record.confirm_plan(), record.max_retries, record.artifact_store):
+        # this call's stage and store settings apply from now (they are not part of the identity)
         study.set_user_attr(RECORD_ATTR, replace(record, grid_order=stored.grid_order).to_json())
         stored = StudyRecord.from_study(study)
     study.sampler = grid_sampler(stored)

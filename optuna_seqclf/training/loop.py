@@ -22,10 +22,12 @@ from optuna_seqclf.data.batches import TensorSplit, collate, epoch_batches
 from optuna_seqclf.hooks import EpochHook, LogHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
 from optuna_seqclf.training.metrics import classification_metrics, per_class_f1
-from optuna_seqclf.training.model import load_model, on_device, own_weights, resolve_device
+from optuna_seqclf.training.model import load_model, load_weights, on_device, own_weights, resolve_device
 from optuna_seqclf.training.optim import GradientNorm, adamw, autocast_dtype, clip_gradients
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import datasets
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -161,6 +163,22 @@ def fine_tune(
         dev_result = evaluations.final(loop.model)
     return FineTuneResult(loop.model, train_metrics, dev_result, evaluations.history, evaluations.seconds,
                           loop.log_history)
+
+
+def from_weights(model_name: str, id2label: dict[int, str], file: Path, dev: datasets.Dataset,
+                 tokenizer: PreTrainedTokenizerBase, machine: MachineSettings, train_metrics: dict[str, float],
+                 log_history: list[dict[str, float]], history: list[dict[str, float]]) -> FineTuneResult:
+    """What ``fine_tune`` returned for a model whose weights were saved (``model.save_weights``): the model
+    rebuilt from ``file`` on the machine's device and evaluated on ``dev`` again; its training records as
+    they were kept. A file that does not fit the model is a ModelLoadError."""
+    device = resolve_device(machine)
+    model = load_weights(model_name, id2label, file)
+    with on_device(device):
+        model.to(device)  # type: ignore[arg-type]
+        begun = time.perf_counter()
+        dev_result = evaluate(model, dev, tokenizer, machine.eval_batch_size, machine.precision)
+    return FineTuneResult(model, dict(train_metrics), dev_result, list(history), time.perf_counter() - begun,
+                          list(log_history))
 
 
 class _Loop:

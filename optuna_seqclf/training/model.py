@@ -136,6 +136,43 @@ def own_weights(model: PreTrainedModel) -> PreTrainedModel:
     return model
 
 
+def trained_on(machine: MachineSettings) -> dict[str, object]:
+    """The machine settings a model was trained under: floating-point sums, and so the weights to the last
+    bit, differ across devices, precisions and thread counts."""
+    import torch
+
+    return {"device": resolve_device(machine), "precision": machine.precision, "threads": torch.get_num_threads(),
+            "torch": torch.__version__}
+
+
+def save_weights(model: PreTrainedModel, folder: Path) -> Path:
+    """The model's weights in one safetensors file in ``folder`` (``save_pretrained``'s, which writes tied
+    weights once and copes with ``own_weights``' shared arena)."""
+    model.save_pretrained(folder, max_shard_size="100000GB")  # one file, whatever the model's size
+    return folder / "model.safetensors"
+
+
+def load_weights(name: str, id2label: dict[int, str], file: Path) -> PreTrainedModel:
+    """``name``'s model with our labels' head, its every weight then replaced by ``file``'s (``save_weights``);
+    a file whose tensors do not fit the model exactly (a weight left out is allowed only when it is tied to
+    one the file has) is a ModelLoadError."""
+    from safetensors.torch import load_file
+
+    model = load_model(name, id2label)
+    try:
+        state = load_file(str(file))
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except Exception as exc:  # a shape that differs, a corrupt header
+        raise ModelLoadError(f"{file}: the weights do not fit {name} ({first_line(exc)})") from None
+    own = model.state_dict()
+    loaded = {own[k].data_ptr() for k in state if k in own}
+    untied = [k for k in missing if own[k].data_ptr() not in loaded]
+    if unexpected or untied:
+        raise ModelLoadError(f"{file}: the weights do not fit {name} (missing {untied[:3]}, unexpected "
+                             f"{unexpected[:3]})")
+    return model
+
+
 def check_model_config(name: str, tokenizer: PreTrainedTokenizerBase) -> None:
     """Fail fast (config only, no weights) when the model or its vocabulary does not fit the tokenizer."""
     from transformers import AutoConfig

@@ -59,9 +59,13 @@ def _prefixed(prefix: str, metrics: dict[str, float], samples: int, epoch: float
 
 
 def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: Prepared,
-                  hp: HParams, settings: TrainSettings, seed: int, task_name: str, failed_run: str | None) -> None:
+                  hp: HParams, settings: TrainSettings, seed: int, task_name: str, failed_run: str | None,
+                  origin: dict[str, Any] | None = None) -> None:
     """Every file of a replica, into ``tmp``; ``all_results.json`` last, as the mark of a complete replica
-    (with ``failed_run``: why the replica is no better than the majority class, or null)."""
+    (with ``failed_run``: why the replica is no better than the majority class, or null). ``origin``: the
+    machine settings that trained it (``trained_on``) and the study's trial it was kept from (``from_trial``:
+    study, trial, artifact id and sha256; null when ``train`` trained it), for training_args.json."""
+    origin = origin or {}
     tuned.model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
     prepared.tokenizer.save_pretrained(tmp)
     corpus = prepared.corpus
@@ -85,6 +89,7 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
         "max_seq_length": settings.max_seq_length, "seed": seed,
         "batching": settings.batching, "optimizer": "AdamW (torch, fused)",
         "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": MAX_GRAD_NORM,
+        "trained_on": origin.get("trained_on"), "from_trial": origin.get("from_trial"),
     })
     names = [corpus.label_names[i] for i in test.predictions]
     (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
@@ -94,6 +99,7 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     for metrics in results.values():
         merged.update(metrics)
     merged["failed_run"] = failed_run
+    merged["from_trial"] = (origin.get("from_trial") or {}).get("trial")
     write_json(tmp / COMPLETE_MARKER, merged)
 
 

@@ -7,8 +7,10 @@ it fails, so ``tune`` can report it and retry the point.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
@@ -16,7 +18,8 @@ import optuna
 from optuna_seqclf.errors import first_line
 from optuna_seqclf.hooks import EpochHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, Metric, SearchSpace, TrainSettings
-from optuna_seqclf.study.queue import is_overflow, owner_of
+from optuna_seqclf.study.artifacts import KeptWeights, upload_weights, worth_keeping
+from optuna_seqclf.study.queue import TrialResult, is_overflow, owner_of
 from optuna_seqclf.study.schema import (
     CONFIRM_SEED_ATTR,
     DEV_ACCURACY_ATTR,
@@ -30,14 +33,19 @@ from optuna_seqclf.study.schema import (
     EVAL_RUNTIME_ATTR,
     FAILED_RUN_ATTR,
     HISTORY_ATTR,
+    KEEP_ERROR_ATTR,
     PRUNED_AFTER_ATTR,
     TRAIN_LOSS_ATTR,
     TRAIN_RUNTIME_ATTR,
 )
-from optuna_seqclf.training.loop import Trainer, fine_tune
+from optuna_seqclf.training.loop import FineTuneResult, Trainer, fine_tune
 from optuna_seqclf.training.metrics import failed_run_reason
+from optuna_seqclf.training.model import save_weights, trained_on
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 
 def suggest_hparams(trial: optuna.Trial, space: SearchSpace) -> HParams:
@@ -58,6 +66,7 @@ class Objective:
     on_step: StepHook | None = None
     metric: Metric = field(default_factory=Metric)
     trainer: Trainer = fine_tune  # what trains the trial's (point, seed); tests give a scripted one
+    store: ArtifactStore | None = None  # where a trial that could be chosen keeps its weights (``study.artifacts``)
 
     def __call__(self, trial: optuna.Trial) -> float:
         hp, confirm_seed = self._claim(trial)
@@ -97,7 +106,28 @@ class Objective:
                             (TRAIN_RUNTIME_ATTR, result.train_metrics.get("train_runtime", 0.0)),
                             (TRAIN_LOSS_ATTR, result.train_metrics.get("train_loss", float("nan")))):
             trial.set_user_attr(name, value)
+        if self.store is not None and result.model is not None:
+            self._keep_weights(trial, TrialResult(trial.number, hp, metrics[self.metric.key], metrics["accuracy"],
+                                                  metrics["micro_f1"], metrics["loss"], (), failed),
+                               result, seed, confirming=confirm_seed is not None)
         return metrics[self.metric.key]
+
+    def _keep_weights(self, trial: optuna.Trial, candidate: TrialResult, result: FineTuneResult, seed: int,
+                      confirming: bool) -> None:
+        """Upload the weights of a trial that could be chosen, before it completes (``study.artifacts``). A
+        failed upload costs the reuse, never the trial: ``train`` trains that replica, saying why."""
+        assert self.store is not None
+        if not worth_keeping(trial.study, candidate, confirming):
+            return
+        try:
+            with tempfile.TemporaryDirectory(prefix="seqclf-weights-") as tmp:
+                file = save_weights(result.model, Path(tmp)).rename(Path(tmp) / f"trial-{trial.number}-seed-{seed}"
+                                                                                   ".safetensors")
+                upload_weights(trial, self.store, file, KeptWeights(
+                    "", "", 0, seed, asdict(self.settings), self.prepared.corpus.fingerprint,
+                    trained_on(self.machine), dict(result.train_metrics), list(result.log_history)))
+        except Exception as exc:
+            trial.set_user_attr(KEEP_ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
 
     def _claim(self, trial: optuna.Trial) -> tuple[HParams, int | None]:
         """The trial's grid point and confirmation seed (None: a grid trial); a trial whose (point, seed) is

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -15,6 +16,7 @@ from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.interrupts import gated_interrupts
 from optuna_seqclf.runtime import configure_process, exit_now
 from optuna_seqclf.settings import DataSpec, HParams, MachineSettings, Metric, SearchSpace, StudySpec, TrainSettings
+from optuna_seqclf.study.artifacts import Sweeper, default_artifact_store, open_artifact_store, resolve_store
 from optuna_seqclf.study.confirm import ConfirmPlan
 from optuna_seqclf.study.queue import PointStatus, TrialResult, confirm_seed_of, point_status, recover_interrupted
 from optuna_seqclf.study.record import StudyRecord, create_or_resume, grid_sampler, make_pruner
@@ -35,6 +37,9 @@ from optuna_seqclf.training.prepared import Prepared, prepare
 from optuna_seqclf.training.tracking import check_log_dir, make_tracker
 from optuna_seqclf.tuning.objective import Objective
 from optuna_seqclf.tuning.worker import LoopStats, next_step, run_grid
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -68,21 +73,20 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
          accept_changes: bool = False, progress: Progress | None = None, prepared: Prepared | None = None,
          workers: int = 1, on_step: StepHook | None = None, command_config: str | None = None,
          trainer: Trainer = fine_tune) -> TuneResult:
-    """Run the grid study, or continue it: points already COMPLETE are never trained again.
-
-    ``workers`` > 1 trains that many points at once, each in its own process, on the same study.
-    ``progress`` gets one line per event (trial done, with ETA); ``on_step(done, total)`` is called after
-    every training step of a trial (single worker only). ``command_config`` (the command line's resolved
-    options, as a ``--config`` file) is stored on the study for ``report``. ``trainer`` trains each trial
-    (``fine_tune`` unless a caller swaps it). The calling process's settings (threads, allocator, log levels,
-    CUDA device) are left as they are.
-    """
+    """Run the grid study, or continue it: points already COMPLETE are never trained again. ``workers`` > 1
+    trains that many points at once, each in its own process, on the same study. ``progress`` gets one line per
+    event (trial done, with ETA); ``on_step(done, total)`` is called after every training step of a trial
+    (single worker only). ``command_config`` (the command line's resolved options, as a ``--config`` file) is
+    stored on the study for ``report``. ``trainer`` trains each trial (``fine_tune`` unless a caller swaps it).
+    Trials that could be chosen keep their weights in ``study_spec.artifact_store``. The calling process's
+    settings (threads, allocator, log levels, CUDA device) are left as they are."""
     if workers < 1:
         raise ConfigError(f"workers must be 1 or more, got {workers}", "workers")
     progress = progress or silent  # workers print nothing either when there is no progress to show
     machine = machine or MachineSettings()
     space = space or SearchSpace()
     check_log_dir(log_dir)
+    study_spec, store = _artifact_store(study_spec)
     prepared = prepared or prepare(data, settings, machine)
     storage = open_storage(study_spec.storage, create_dirs=True)
     record = StudyRecord.build(study_spec, data, settings, space, prepared.corpus.fingerprint)
@@ -103,16 +107,29 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
             progress(_plan_line(study, study_spec, space, plan, workers))
             if workers == 1:
                 stats = _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress,
-                                      workers=1, on_step=on_step, trainer=trainer)
+                                      workers=1, on_step=on_step, trainer=trainer, store=store)
             else:
                 stats = _run_workers(study, study_spec, data, space, settings, machine, log_dir, progress, workers,
                                      trainer)
         stats.recovered = recovered
+        Sweeper(store).sweep(study)  # what the last trials (and recovered ones) left behind
     _say_left_to_others(stats, progress)
     selection = select(study, study_spec.max_retries)
     study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
     return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
                       StudyRecord.from_study(study).objective)
+
+
+def with_artifact_store(spec: StudySpec) -> StudySpec:
+    """``spec`` with its artifact store resolved: the default folder beside the study, a folder made absolute
+    (workers and ``train`` may run elsewhere), a bucket URL or ``none`` as given."""
+    return replace(spec, artifact_store=resolve_store(
+        spec.artifact_store or default_artifact_store(spec.storage, spec.study_name)))
+
+
+def _artifact_store(spec: StudySpec) -> tuple[StudySpec, ArtifactStore | None]:
+    resolved = with_artifact_store(spec)
+    return resolved, open_artifact_store(resolved.artifact_store or "none")
 
 
 def _plan_line(study: optuna.Study, spec: StudySpec, space: SearchSpace, plan: ConfirmPlan, workers: int) -> str:
@@ -158,17 +175,21 @@ def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric
 
 def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace, settings: TrainSettings,
                   machine: MachineSettings, prepared: Prepared, log_dir: Path | None, progress: Progress,
-                  workers: int, on_step: StepHook | None = None, trainer: Trainer = fine_tune) -> LoopStats:
-    """Train points in this process until the grid is done; one progress line per trial."""
+                  workers: int, on_step: StepHook | None = None, trainer: Trainer = fine_tune,
+                  store: ArtifactStore | None = None) -> LoopStats:
+    """Train points in this process until the grid is done; one progress line per trial. Trials that could be
+    chosen keep their weights in ``store``; those that no longer can are deleted from it after each trial."""
     tracker = make_tracker(log_dir, study_spec.study_name)  # a new Aim repo is set up meanwhile
     metric = StudyRecord.from_study(study).objective  # the study's, also when resumed with --accept-changes
     prepared.encoded(settings.max_seq_length)  # tokenise before the first trial, once
     started = time.monotonic()
     trained = 0
+    sweeper = Sweeper(store)
 
     def on_trial(trial: FrozenTrial) -> None:
         nonlocal trained
         trained += 1
+        sweeper.sweep(study)
         done = sum(1 for p in point_status(study, space) if p.finished)
         eta = (time.monotonic() - started) / trained * (len(space) - done) / workers
         progress(_trial_line(trial, done, len(space), eta, metric))
@@ -181,7 +202,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
                 on_step(done, total)
 
         objective = Objective(prepared, settings, machine, space, tracker, study_spec.study_name, on_step=after_step,
-                              metric=metric, trainer=trainer)
+                              metric=metric, trainer=trainer, store=store)
         return run_grid(study, space, objective, study_spec.max_retries, gate, on_trial)
 
 
@@ -230,9 +251,10 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         study = load_study(study_spec.study_name, open_storage(study_spec.storage), study_spec.storage,
                            pruner=make_pruner(study_spec.pruner, settings.epochs, len(space)))
         study.sampler = grid_sampler(StudyRecord.from_study(study))
+        _, store = _artifact_store(study_spec)
         with local_study_lock(study_spec.storage):
             _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress, workers,
-                          trainer=trainer)
+                          trainer=trainer, store=store)
     except SeqClfError as exc:
         print(f"[worker {index}] Error: {exc}", file=sys.stderr, flush=True)
         code = 1

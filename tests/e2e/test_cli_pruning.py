@@ -38,8 +38,14 @@ def test_pruned_points_stop_early_and_are_not_retrained(workdir: Path, tiny_mode
             assert trial.user_attrs["pruned_after_epoch"] == 1
         else:
             assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2, 3]
-    assert result.output.count("pruned after epoch 1") == 2
-    assert result.stdout.count(" pruned |") == 2  # the grid table shows the state
+    assert result.output.count("pruned after epoch 1 (dev") == 2  # the progress lines
+    # the grid table shows when each pruned point stopped and its last dev score
+    table = result.stdout.split("Model is")[0]
+    assert table.count(" (pruned after epoch 1) |") == 2
+    for (bs, lr), trial in by_point.items():
+        if lr == 1e-4:
+            assert f"| {trial.value:.6f} (pruned after epoch 1) | {bs:>9} |" in table
+    assert "Chosen by the grid's single seed" in result.stdout
     assert "Not complete" not in result.output  # pruned is finished, not failed
     assert "Best Configuration is" in result.stdout and " 0.001" in result.stdout.split("Best Configuration is")[1]
     again = CliRunner().invoke(cli, args)

@@ -1,0 +1,240 @@
+"""Which default job? Replays of exhaustive, pruned and confirmed tuning over cached runs (issue 24).
+
+Phase 1 (expensive, resumable across sessions): train every point of a grid with every seed, 4 epochs, on
+one corpus, keeping the dev macro-F1 after each epoch, the final test macro-F1 and the steps of an epoch,
+into a JSON cache (``--cache``; rerun to go on where it stopped; one process per corpus can share it).
+The grid is a sub-grid of the default one (batch sizes 16, 32 x five of the reference's learning rates,
+1e-5 to 1e-3): points around the usual settings and far from them, as the default grid has.
+
+Phase 2 (cheap): replay whole jobs (tune, its confirmation stage, then ``train``'s 5 replicas) as if each
+seed in turn had been the study's seed, with the real pruners (``study.record.make_pruner``) on the recorded
+curves in the order ``tune`` trains a new study (``study.queue.grid_order``), and the real confirmation
+rule (the top K complete points, not failed runs, each trained with N more seeds; the best mean dev F1).
+A replica whose (point, seed) the job trained to the end already is reused, not counted again. For each
+job: the chosen point's mean test F1 over all seeds, its regret against the best mean-test point, the
+worst case over replays, and the training steps of the whole job against today's default (exhaustive
+single-seed grid, then 5 fresh replicas).
+
+    python bench/default_job.py --corpus sst2-2k --collect-only      # phase 1, one corpus per process
+    python bench/default_job.py                                       # phase 2 over both corpora's caches
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import ROOT, SHARED_DATA, minilm, record
+
+sys.path.insert(0, str(ROOT))
+
+CORPORA = ("sst2-2k", "tweet-emotion")
+BATCH_SIZES = (16, 32)
+LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+SEEDS = (1, 2, 3, 4, 5)
+EPOCHS = 4
+REPLICAS = 5
+
+
+def data_spec(corpus: str):  # noqa: ANN201 - DataSpec, imported late (torch) for --help
+    from optuna_seqclf import DataSpec
+
+    folder = SHARED_DATA / corpus
+    if next(folder.glob("*.jsonl"), None) is not None:  # tweet-emotion: {"text": ..., "label": ...}
+        return DataSpec(folder, text_column="text", label_column="label")
+    return DataSpec(folder)
+
+
+def cache_path(cache_dir: Path, corpus: str) -> Path:
+    return cache_dir / f"default_job_{corpus}.json"
+
+
+def collect(corpus: str, cache: Path) -> None:
+    """Train the (point, seed) runs the cache lacks, seed by seed; the cache is rewritten after each run."""
+    from optuna_seqclf.runtime import configure_process
+    from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
+    from optuna_seqclf.training.loop import evaluate, fine_tune
+    from optuna_seqclf.training.prepared import prepare
+
+    configure_process(threads=int(os.environ.get("BENCH_THREADS", "0")) or None)
+    rows = json.loads(cache.read_text()) if cache.exists() else []
+    done = {(r["batch_size"], r["learning_rate"], r["seed"]) for r in rows}
+    settings = TrainSettings(model=minilm(), epochs=EPOCHS, max_seq_length=128)  # the default recipe
+    machine = MachineSettings(device="cpu")
+    prepared = prepare(data_spec(corpus), settings, machine)
+    encoded = prepared.encoded(settings.max_seq_length)
+    for seed, bs, lr in itertools.product(SEEDS, BATCH_SIZES, LEARNING_RATES):
+        if (bs, lr, seed) in done:
+            continue
+        started = time.perf_counter()
+        curve: list[float] = []
+        result = fine_tune(settings.model, prepared.tokenizer, encoded.train, encoded.dev,
+                           prepared.corpus.id2label, HParams(bs, lr), settings, seed, machine=machine,
+                           on_epoch=lambda _epoch, metrics: curve.append(metrics["f1"]))
+        test = evaluate(result.model, encoded.test, prepared.tokenizer, machine.eval_batch_size)
+        rows.append({"corpus": corpus, "batch_size": bs, "learning_rate": lr, "seed": seed, "dev_curve": curve,
+                     "test_f1": test.metrics["f1"], "steps": result.train_metrics["global_step"],
+                     "batching": settings.batching, "seconds": round(time.perf_counter() - started, 1)})
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(rows, indent=1))
+        os.replace(tmp, cache)
+        print(f"{corpus} seed {seed} bs {bs} lr {lr:g}: dev {[round(f, 4) for f in curve]} test "
+              f"{test.metrics['f1']:.4f} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+# --- phase 2: replays ------------------------------------------------------------------------------------
+
+Point = tuple[int, float]
+
+
+@dataclass(frozen=True)
+class Runs:
+    """One corpus's cache: (point, seed) -> its dev curve, final test F1 and steps."""
+
+    curves: dict[tuple[Point, int], list[float]]
+    test: dict[tuple[Point, int], float]
+    steps: dict[tuple[Point, int], int]
+    points: list[Point]
+    seeds: list[int]
+
+    @classmethod
+    def load(cls, path: Path) -> Runs:
+        rows = json.loads(path.read_text())
+        key = lambda r: ((int(r["batch_size"]), float(r["learning_rate"])), int(r["seed"]))  # noqa: E731
+        points = sorted({key(r)[0] for r in rows})
+        seeds = sorted({key(r)[1] for r in rows})
+        return cls({key(r): r["dev_curve"] for r in rows}, {key(r): r["test_f1"] for r in rows},
+                   {key(r): int(r["steps"]) for r in rows}, points, seeds)
+
+    def complete(self) -> bool:
+        return all((p, s) in self.curves for p in self.points for s in self.seeds)
+
+    def epoch_steps(self, point: Point, seed: int) -> int:
+        return self.steps[(point, seed)] // len(self.curves[(point, seed)])
+
+    def mean_test(self, point: Point) -> float:
+        return statistics.fmean(self.test[(point, s)] for s in self.seeds)
+
+
+@dataclass(frozen=True)
+class Job:
+    pruner: str  # none, median, halving
+    top: int  # confirmation: the top K points ...
+    more: int  # ... with N more seeds
+
+    @property
+    def name(self) -> str:
+        parts = [f"--pruner {self.pruner}", f"--confirm-top {self.top}"]
+        if self.top:
+            parts.append(f"--confirm-seeds {self.more}")
+        return " ".join(parts)
+
+
+def tune_replay(runs: Runs, job: Job, seed: int) -> tuple[dict[Point, tuple[int, bool]], float]:
+    """The grid of a study whose seed is ``seed``: point -> (epochs trained, complete), and its steps."""
+    import optuna
+
+    from optuna_seqclf.settings import SearchSpace
+    from optuna_seqclf.study.queue import GRID_ORDER, enqueue_untaken, grid_order
+    from optuna_seqclf.study.record import make_pruner
+
+    space = SearchSpace(tuple(sorted({p[0] for p in runs.points})), tuple(sorted({p[1] for p in runs.points})))
+    study = optuna.create_study(direction="maximize", pruner=make_pruner(job.pruner, EPOCHS, len(space)))
+    enqueue_untaken(study, grid_order(space, seed, GRID_ORDER))
+    trained: dict[Point, tuple[int, bool]] = {}
+
+    def objective(trial: optuna.Trial) -> float:
+        point = (int(trial.suggest_categorical("batch_size", list(space.batch_sizes))),
+                 float(trial.suggest_categorical("learning_rate", list(space.learning_rates))))
+        curve = runs.curves[(point, seed)]
+        for epoch, f1 in enumerate(curve, start=1):
+            trial.report(f1, epoch)
+            if epoch < len(curve) and trial.should_prune():
+                trained[point] = (epoch, False)
+                raise optuna.TrialPruned()
+        trained[point] = (len(curve), True)
+        return curve[-1]
+
+    study.optimize(objective, n_trials=len(space))
+    steps = sum(epochs * runs.epoch_steps(p, seed) for p, (epochs, _) in trained.items())
+    return trained, steps
+
+
+def job_replay(runs: Runs, job: Job, seed: int, more_seeds: tuple[int, ...]) -> tuple[Point, float]:
+    """(chosen point, steps of tune + confirmation + replicas with reuse) of one job."""
+    grid, steps = tune_replay(runs, job, seed)
+    final = {p: runs.curves[(p, seed)][-1] for p, (_, complete) in grid.items() if complete}
+    ranked = sorted(final, key=lambda p: (-final[p], p))
+    trained = {(p, seed) for p in final}  # (point, seed) runs trained to the end: a replica can reuse them
+    chosen = ranked[0]
+    confirmed = ranked[:job.top] if job.top and len(ranked) >= 2 else []
+    if confirmed and more_seeds:
+        means = {p: statistics.fmean(runs.curves[(p, s)][-1] for s in (seed, *more_seeds)) for p in confirmed}
+        chosen = min(means, key=lambda p: (-means[p], ranked.index(p)))
+        for p, s in itertools.product(confirmed, more_seeds):
+            steps += runs.steps[(p, s)]
+            trained.add((p, s))
+    replica_seeds = [seed, *[s for s in runs.seeds if s != seed]][:REPLICAS]  # tune's seed first, as `train`
+    steps += sum(runs.steps[(chosen, s)] for s in replica_seeds if (chosen, s) not in trained)
+    return chosen, steps
+
+
+def replay(runs: Runs, jobs: list[Job]) -> list[str]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    best_test = max(runs.mean_test(p) for p in runs.points)
+    today = Job("none", 0, 0)
+    base = statistics.fmean(job_replay(runs, today, s, ())[1] for s in runs.seeds)
+    lines = ["| job | chosen point's mean test F1 | mean regret (points) | worst regret | steps vs today |",
+             "|---|---|---|---|---|"]
+    for job in jobs:
+        tests, steps = [], []
+        for seed in runs.seeds:
+            others = [s for s in runs.seeds if s != seed]
+            for more in itertools.combinations(others, job.more) if job.top else [()]:
+                chosen, cost = job_replay(runs, job, seed, more)
+                tests.append(runs.mean_test(chosen))
+                steps.append(cost)
+        regrets = [100 * (best_test - t) for t in tests]
+        lines.append(f"| `{job.name}` | {statistics.fmean(tests):.4f} | {statistics.fmean(regrets):.2f} | "
+                     f"{max(regrets):.2f} | {statistics.fmean(steps) / base:.2f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--corpus", choices=CORPORA, help="phase 1 for this corpus only")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench")
+    parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--jobs", default="none:0:0,median:0:0,halving:0:0,none:3:1,median:3:1,halving:3:1,"
+                        "median:2:1,median:2:2,median:3:2,halving:2:2,median:5:1",
+                        help="PRUNER:TOP:MORE_SEEDS per job; none:0:0 is today's default")
+    args = parser.parse_args()
+    corpora = [args.corpus] if args.corpus else list(CORPORA)
+    if args.collect_only:
+        for corpus in corpora:
+            collect(corpus, cache_path(args.cache_dir, corpus))
+        return
+    jobs = [Job(p, int(t), int(m)) for p, t, m in (j.split(":") for j in args.jobs.split(","))]
+    lines = []
+    for corpus in corpora:
+        runs = Runs.load(cache_path(args.cache_dir, corpus))
+        if not runs.complete():
+            raise SystemExit(f"{corpus}: the cache is not complete; run --collect-only --corpus {corpus}")
+        lines += [f"### {corpus}: {len(runs.points)} points x seeds {runs.seeds}, {EPOCHS} epochs, all-MiniLM-L6-v2", "",
+                  *replay(runs, jobs), ""]
+    record("Issue 24: the default job by replay", lines)
+
+
+if __name__ == "__main__":
+    main()

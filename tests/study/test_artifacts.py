@@ -1,0 +1,156 @@
+"""Trial weights kept as Optuna artifacts: only trials that could be chosen upload, those that drop out are
+deleted, a checksum guards the reuse, a kill during an upload leaves nothing usable, a bad store is refused
+before anything trains. The scripted trainer returns the (untrained) tiny BERT, so uploads are real files."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import EXAMPLE_DATA
+from optuna_seqclf import DataSpec, HParams, SearchSpace, StudySpec, TrainSettings, tune
+from optuna_seqclf.errors import ConfigError
+from optuna_seqclf.study.artifacts import (
+    KeptWeights,
+    WeightsUnavailable,
+    fetch_weights,
+    kept_by_seed,
+    open_artifact_store,
+    reading_store,
+)
+from optuna_seqclf.study.schema import KEPT_WEIGHTS_ATTR
+from optuna_seqclf.study.storage import load_study, open_storage
+from scripted import ScriptedTrainer
+
+SPACE = SearchSpace((8, 16), (1e-3, 1e-4))  # scripted scores: (8, 1e-3) best, then (16, 1e-3), (8, 1e-4), ...
+
+
+def _tune(model: Path, name: str, top: int = 0, trainer: ScriptedTrainer | None = None, **spec: object) -> optuna.Study:
+    study_spec = StudySpec(study_name=name, storage=f"sqlite:///studies/{name}.db", confirm_top=top, **spec)  # type: ignore[arg-type]
+    tune(study_spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, log_dir=None,
+         trainer=trainer or ScriptedTrainer(with_model=True))
+    url = study_spec.storage
+    return load_study(name, open_storage(url), url)
+
+
+def _stored(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+
+
+def test_only_the_chosen_trial_keeps_its_weights_without_confirmation(workdir: Path, tiny_model: Path) -> None:
+    study = _tune(tiny_model, "k1")
+    kept = {t.number: KeptWeights.of(t) for t in study.trials if KEPT_WEIGHTS_ATTR in t.user_attrs}
+    best = study.best_trial
+    # promising-first trains (16, 1e-4) first: it uploads (the best so far), then drops out and is deleted
+    assert best.number in kept and len(kept) >= 2
+    files = _stored(workdir / "studies" / "k1.artifacts")
+    assert [f.name for f in files] == [kept[best.number].artifact_id]  # type: ignore[union-attr]
+    weights = kept[best.number]
+    assert weights is not None and weights.seed == 1 and weights.settings["epochs"] == 1.0
+    assert weights.trained_on["device"] == "cpu" and weights.trained_on["threads"] >= 1
+    assert set(kept_by_seed(study, HParams(8, 1e-3))) == {1}
+
+
+def test_the_confirmed_point_keeps_every_seed_and_the_others_are_deleted(workdir: Path, tiny_model: Path) -> None:
+    study = _tune(tiny_model, "k2", top=2, confirm_seeds=2)
+    chosen = kept_by_seed(study, HParams(8, 1e-3))
+    assert sorted(chosen) == [1, 2, 3]  # the grid's seed and both confirmation seeds
+    ids = sorted(KeptWeights.of(t).artifact_id for t in chosen.values())  # type: ignore[union-attr]
+    assert [f.name for f in _stored(workdir / "studies" / "k2.artifacts")] == ids
+    # the runner-up's confirmation runs uploaded too, and were deleted once the stage had chosen
+    assert set(kept_by_seed(study, HParams(16, 1e-3))) == {1, 2, 3}
+
+
+def worse_as_trained(hp: HParams, seed: int) -> float:
+    """Scores that fall in the order promising-first trains the grid: (16, 1e-4), (8, 1e-4), (16, 1e-3), ..."""
+    return round(0.9 - abs(hp.learning_rate - 1e-4) * 100 - abs(hp.batch_size - 16) / 1000, 6)
+
+
+def test_a_trial_that_cannot_be_chosen_uploads_nothing(workdir: Path, tiny_model: Path) -> None:
+    study = _tune(tiny_model, "k3", trainer=ScriptedTrainer(score=worse_as_trained, with_model=True))
+    uploaded = [t.number for t in study.trials if KEPT_WEIGHTS_ATTR in t.user_attrs]
+    assert uploaded == [0] and study.best_trial.number == 0  # the first was the best; no later one could be
+    assert len(_stored(workdir / "studies" / "k3.artifacts")) == 1
+
+
+def test_a_changed_file_fails_its_checksum_and_a_deleted_one_is_named(workdir: Path, tiny_model: Path) -> None:
+    study = _tune(tiny_model, "k4")
+    kept = KeptWeights.of(study.best_trial)
+    assert kept is not None
+    store = open_artifact_store(str(workdir / "studies" / "k4.artifacts"))
+    assert fetch_weights(store, kept, (workdir / "a").resolve()).stat().st_size == kept.size
+    stored = workdir / "studies" / "k4.artifacts" / kept.artifact_id
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 0xFF
+    stored.write_bytes(bytes(data))
+    with pytest.raises(WeightsUnavailable, match="checksum differs"):
+        fetch_weights(store, kept, workdir / "b")
+    stored.unlink()
+    with pytest.raises(WeightsUnavailable, match="not in the store"):
+        fetch_weights(store, kept, workdir / "c")
+
+
+class DiesWhileWriting:
+    """A folder store whose next write stops half-way, as a kill -9 leaves it."""
+
+    def __init__(self, folder: Path) -> None:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        self.inner, self.folder, self.armed = FileSystemArtifactStore(folder), folder, True
+
+    def write(self, artifact_id: str, body: io.BufferedReader) -> None:
+        if self.armed and not artifact_id.startswith(".probe"):
+            self.armed = False
+            (self.folder / artifact_id).write_bytes(body.read()[:1000])
+            raise SystemExit("killed during the upload")
+        self.inner.write(artifact_id, body)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_kill_during_an_upload_leaves_nothing_reusable(workdir: Path, tiny_model: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna_seqclf.study.artifacts as artifacts
+
+    folder = workdir / "studies" / "k5.artifacts"
+    folder.mkdir(parents=True)
+    dying = DiesWhileWriting(folder)
+    monkeypatch.setattr(artifacts, "_store_of", lambda spec: dying)
+    with pytest.raises(SystemExit):
+        _tune(tiny_model, "k5")
+    study = load_study("k5", open_storage("sqlite:///studies/k5.db"), "sqlite:///studies/k5.db")
+    [dead] = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    assert KEPT_WEIGHTS_ATTR not in dead.user_attrs  # and no artifact was recorded:
+    assert not any(key.startswith("artifacts:") for key in dead.system_attrs)
+    half = _stored(folder)
+    assert len(half) == 1 and half[0].stat().st_size == 1000  # the half-written file: no trial names it
+    study = _tune(tiny_model, "k5")  # resumed: the interrupted point is trained again, its upload completes
+    complete = [t for t in study.trials if KEPT_WEIGHTS_ATTR in t.user_attrs]
+    assert complete and all(t.state == optuna.trial.TrialState.COMPLETE for t in complete)
+    assert all(KeptWeights.of(t).artifact_id != half[0].name for t in complete)  # type: ignore[union-attr]
+
+
+def test_an_unusable_store_is_one_line_before_anything_trains(workdir: Path, tiny_model: Path) -> None:
+    (workdir / "a-file").write_text("x")
+    trainer = ScriptedTrainer(with_model=True)
+    for spec, message in ((str(workdir / "a-file" / "store"), "cannot be written"),
+                          ("ftp://host/x", "use a folder, s3://BUCKET or gs://BUCKET"),
+                          ("s3://bucket/prefix", "give the bucket only")):
+        with pytest.raises(ConfigError, match=message) as caught:
+            _tune(tiny_model, "k6", trainer=trainer, artifact_store=spec)
+        assert "\n" not in str(caught.value) and caught.value.field == "artifact_store"
+    assert trainer.calls == []
+    with pytest.raises(ConfigError, match="folder not found"):
+        reading_store(str(workdir / "nowhere"), given=True)
+    store, why = reading_store(str(workdir / "nowhere"), given=False)
+    assert store is None and "is not on this machine" in str(why)
+
+
+def test_none_keeps_nothing(workdir: Path, tiny_model: Path) -> None:
+    study = _tune(tiny_model, "k7", artifact_store="none")
+    assert not any(KEPT_WEIGHTS_ATTR in t.user_attrs for t in study.trials)
+    assert not (workdir / "studies" / "k7.artifacts").exists()
