@@ -58,10 +58,26 @@ def resolve_store(spec: str) -> str:
     return str(Path(spec).expanduser().resolve())
 
 
+def check_artifact_store(spec: str) -> None:
+    """Refuse a store that cannot be used (a one-line ConfigError), without creating anything: a folder must
+    be one, or be creatable in its nearest existing parent; a bucket is opened as ``open_artifact_store``
+    does it."""
+    if spec == NO_STORE:
+        return
+    if "://" in spec:
+        open_artifact_store(spec)
+        return
+    folder = Path(spec)
+    parent = next(p for p in (folder, *folder.parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        what = "is not a folder" if parent == folder else f"{parent} is not a writable folder"
+        raise ConfigError(f"--artifact-store {spec}: cannot be written ({what})", "artifact_store")
+
+
 def open_artifact_store(spec: str) -> ArtifactStore | None:
-    """The store ``spec`` names (a folder, ``s3://bucket/prefix``, ``gs://bucket/prefix``), proved writable
-    by writing and removing a probe; None for ``none``. A store that cannot be used is a one-line
-    ConfigError, before anything trains."""
+    """The store ``spec`` names (a folder, created if needed; ``s3://BUCKET``; ``gs://BUCKET``), proved
+    writable by writing and removing a probe; None for ``none``. A store that cannot be used is a one-line
+    ConfigError."""
     if spec == NO_STORE:
         return None
     try:

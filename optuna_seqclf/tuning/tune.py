@@ -16,7 +16,14 @@ from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.interrupts import gated_interrupts
 from optuna_seqclf.runtime import configure_process, exit_now
 from optuna_seqclf.settings import DataSpec, HParams, MachineSettings, Metric, SearchSpace, StudySpec, TrainSettings
-from optuna_seqclf.study.artifacts import Sweeper, default_artifact_store, open_artifact_store, resolve_store
+from optuna_seqclf.study.artifacts import (
+    NO_STORE,
+    Sweeper,
+    check_artifact_store,
+    default_artifact_store,
+    open_artifact_store,
+    resolve_store,
+)
 from optuna_seqclf.study.confirm import ConfirmPlan
 from optuna_seqclf.study.queue import PointStatus, TrialResult, confirm_seed_of, point_status, recover_interrupted
 from optuna_seqclf.study.record import StudyRecord, create_or_resume, grid_sampler, make_pruner
@@ -86,16 +93,16 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     machine = machine or MachineSettings()
     space = space or SearchSpace()
     check_log_dir(log_dir)
-    study_spec, store = _artifact_store(study_spec)
+    study_spec = with_artifact_store(study_spec)  # checked, not created yet
     prepared = prepared or prepare(data, settings, machine)
     storage = open_storage(study_spec.storage, create_dirs=True)
     record = StudyRecord.build(study_spec, data, settings, space, prepared.corpus.fingerprint)
     study = create_or_resume(study_spec, record, storage, accept_changes=accept_changes)
+    store = open_artifact_store(study_spec.artifact_store or NO_STORE)  # created once every input is known good
     if command_config is not None:
         study.set_user_attr(COMMAND_CONFIG_ATTR, command_config)
     with local_study_lock(study_spec.storage) as alone:
-        recovered = recover_interrupted(study, alone=alone)
-        if recovered:
+        if recovered := recover_interrupted(study, alone=alone):
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
         plan = StudyRecord.from_study(study).confirm_plan()
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
@@ -121,15 +128,11 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
 
 
 def with_artifact_store(spec: StudySpec) -> StudySpec:
-    """``spec`` with its artifact store resolved: the default folder beside the study, a folder made absolute
-    (workers and ``train`` may run elsewhere), a bucket URL or ``none`` as given."""
-    return replace(spec, artifact_store=resolve_store(
-        spec.artifact_store or default_artifact_store(spec.storage, spec.study_name)))
-
-
-def _artifact_store(spec: StudySpec) -> tuple[StudySpec, ArtifactStore | None]:
-    resolved = with_artifact_store(spec)
-    return resolved, open_artifact_store(resolved.artifact_store or "none")
+    """``spec`` with its artifact store resolved (the default folder beside the study, a folder made absolute:
+    workers and ``train`` may run elsewhere; a bucket URL or ``none`` as given) and checked usable."""
+    resolved = resolve_store(spec.artifact_store or default_artifact_store(spec.storage, spec.study_name))
+    check_artifact_store(resolved)
+    return replace(spec, artifact_store=resolved)
 
 
 def _plan_line(study: optuna.Study, spec: StudySpec, space: SearchSpace, plan: ConfirmPlan, workers: int) -> str:
@@ -251,7 +254,7 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         study = load_study(study_spec.study_name, open_storage(study_spec.storage), study_spec.storage,
                            pruner=make_pruner(study_spec.pruner, settings.epochs, len(space)))
         study.sampler = grid_sampler(StudyRecord.from_study(study))
-        _, store = _artifact_store(study_spec)
+        store = open_artifact_store(study_spec.artifact_store or NO_STORE)
         with local_study_lock(study_spec.storage):
             _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress, workers,
                           trainer=trainer, store=store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections import Counter
@@ -22,10 +23,11 @@ def _tune_cmd(model: Path, name: str, storage: str, workers: int, *extra: str, s
             "--workers", str(workers), *GRID, *(extra or ("--no-track",))]
 
 
-def _tune(model: Path, name: str, storage: str, workers: int, *extra: str,
-          scripted: bool = False) -> subprocess.Popen[str]:
+def _tune(model: Path, name: str, storage: str, workers: int, *extra: str, scripted: bool = False,
+          env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(_tune_cmd(model, name, storage, workers, *extra, scripted=scripted),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
 
 
 def _values(storage: str, name: str) -> dict[tuple[int, float], float]:
@@ -56,6 +58,10 @@ def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
     _check_grid(storage, "w")
     assert err.count("[worker ") >= 8  # each worker says which point it finished
     assert "Best Configuration is" in out
+    # the 4 workers uploaded and swept the same store: only the chosen trial's weights are left
+    study = optuna.load_study(study_name="w", storage=storage)
+    assert [p.name for p in (workdir / "w.artifacts").iterdir()] == \
+        [study.best_trial.user_attrs["kept_weights"]["artifact_id"]]
     # Determinism: the same dev F1 per point as one process alone (workers here get 1 thread each).
     alone = f"sqlite:///{workdir / 'alone.db'}"
     single = subprocess.run([*_tune_cmd(tiny_model, "alone", alone, workers=1), "--threads", "1"],
@@ -69,13 +75,30 @@ def test_four_workers_on_sqlite(workdir: Path, tiny_model: Path) -> None:
 def test_two_machines_two_workers_each_on_postgres(workdir: Path, tiny_model: Path, postgres_url: str) -> None:
     # Two separate `tune` commands (as on two machines), two worker processes each: 4 workers.
     # The scripted trainer: the claim is the claims on PostgreSQL (test_four_workers_on_sqlite trains for real)
-    procs = [_tune(tiny_model, "pg", postgres_url, 2, "--no-track", "--quiet", scripted=True) for _ in range(2)]
+    # Their trials keep weights in one shared folder (the scripted trials load the untrained model to do so).
+    shared = workdir / "shared-store"
+    procs = [_tune(tiny_model, "pg", postgres_url, 2, "--no-track", "--quiet", "--artifact-store", str(shared),
+                   scripted=True, env={"SCRIPTED_KEEP": "1"}) for _ in range(2)]
     for proc in procs:
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         assert "Traceback" not in err
         assert "[worker" not in err  # --quiet silences the workers too
     _check_grid(postgres_url, "pg")
+    best = optuna.load_study(study_name="pg", storage=postgres_url).best_trial
+    assert [p.name for p in shared.iterdir()] == [best.user_attrs["kept_weights"]["artifact_id"]]
+    # `train` on "another machine": the store is not where the study recorded it, unless it is given
+    moved = workdir / "mounted-elsewhere"
+    shared.rename(moved)
+    train = [*SCRIPTED_CLI, "train", "--study-name", "pg", "--storage", postgres_url, "--no-track", "--seeds", "1,2"]
+    away = subprocess.run([*train, "-o", str(workdir / "a")], capture_output=True, text=True, timeout=300)
+    assert away.returncode == 0, away.stderr
+    assert f"its artifact store {shared} is not on this machine (give --artifact-store): training them" in away.stdout
+    assert "Replicas: seed(s) 1,2 trained" in away.stdout
+    given = subprocess.run([*train, "-o", str(workdir / "b"), "--artifact-store", str(moved)], capture_output=True,
+                           text=True, timeout=300)
+    assert given.returncode == 0, given.stderr
+    assert f"Replicas: seed(s) 1 from the study's trial(s) {best.number}; seed(s) 2 trained" in given.stdout
 
 
 @pytest.mark.postgres
