@@ -15,6 +15,8 @@ SPACE = SearchSpace((8, 16), (1e-3, 1e-4))
 def test_run_tunes_then_trains_the_best_point(workdir: Path, tiny_model: Path) -> None:
     trainer = ScriptedTrainer(with_model=True)
     out = run(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), workdir / "out",
-              SPACE, seeds=(1,), log_dir=None, trainer=trainer)
+              SPACE, seeds=(1, 2), log_dir=None, trainer=trainer)
     assert out.tuning.best_params == out.replicas.params == HParams(8, 1e-3)
-    assert len(trainer.calls) == len(SPACE) + 1  # every grid point, then one replica
+    # every grid point once; replica seed 1 is the best grid trial's kept weights, seed 2 is trained
+    assert trainer.calls[len(SPACE):] == [(HParams(8, 1e-3), 2)] and len(trainer.calls) == len(SPACE) + 1
+    assert [r.from_trial for r in out.replicas.replicas] == [out.tuning.best.number, None]

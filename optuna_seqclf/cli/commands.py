@@ -253,7 +253,8 @@ def dashboard(study_name: str | None, storage: str | None, host: str, port: int)
 
     try:
         serve(_storage_of(study_name, storage), host, port,
-              announce=lambda where: click.echo(f"optuna-dashboard at {where}; Ctrl-C to stop", err=True))
+              announce=lambda where: click.echo(f"optuna-dashboard at {where}; Ctrl-C to stop", err=True),
+              study_name=study_name)
     except KeyboardInterrupt:
         click.echo("Dashboard stopped.", err=True)
 

@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from optuna_seqclf.errors import ConfigError, DashboardError, redact
+import optuna
+
+from optuna_seqclf.errors import ConfigError, DashboardError, StudyError, redact
+from optuna_seqclf.study.artifacts import reading_store
+from optuna_seqclf.study.record import StudyRecord
 from optuna_seqclf.study.storage import open_storage
+
+if TYPE_CHECKING:
+    from optuna.artifacts._protocol import ArtifactStore
 
 
 def check_port(host: str, port: int) -> None:
@@ -33,10 +41,12 @@ def check_port(host: str, port: int) -> None:
 
 
 def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080,
-          announce: Callable[[str], None] | None = None) -> None:
+          announce: Callable[[str], None] | None = None, study_name: str | None = None) -> None:
     """Serve optuna-dashboard for ``storage_url`` until Ctrl-C (blocks).
 
-    ``announce`` gets the address to open once the storage and the port have been checked.
+    ``announce`` gets the address to open once the storage and the port have been checked. The trials'
+    kept weights can be downloaded from the dashboard when the artifact store of ``study_name`` (or of the
+    storage's only study) is on this machine.
     """
     try:
         from optuna_dashboard import run_server
@@ -46,7 +56,19 @@ def serve(storage_url: str, host: str = "127.0.0.1", port: int = 8080,
     check_port(host, port)
     if announce is not None:
         announce(url_of(storage_url, host, port))
-    run_server(storage, host=host, port=port)
+    run_server(storage, host=host, port=port, artifact_store=_artifact_store(storage, study_name))
+
+
+def _artifact_store(storage: optuna.storages.BaseStorage, study_name: str | None) -> ArtifactStore | None:
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
+    name = study_name if study_name in names else names[0] if len(names) == 1 else None
+    if name is None:
+        return None
+    try:
+        spec = StudyRecord.from_study(optuna.load_study(study_name=name, storage=storage)).artifact_store
+    except StudyError:  # not a study of ours
+        return None
+    return reading_store(spec, given=False)[0]
 
 
 def url_of(storage_url: str, host: str, port: int) -> str:

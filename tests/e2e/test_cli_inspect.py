@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
@@ -14,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import optuna
 import pytest
 from click.testing import CliRunner
 
@@ -200,6 +202,15 @@ def test_dashboard_beside_a_live_tune(workdir: Path, tiny_model: Path) -> None:
         assert {(p["batch_size"], p["learning_rate"]) for p in (
             {x["name"]: float(x["param_external_value"]) for x in t["params"]} for t in detail["trials"])} == {
             (bs, lr) for bs in (8.0, 16.0, 32.0) for lr in (1e-3, 1e-4)}
+        # The best trial's kept weights download from the dashboard, byte for byte what the study recorded
+        [stored] = list((workdir / "studies" / "live.artifacts").iterdir())  # the chosen trial's, the only one left
+        [(number, kept)] = [(t.number, t.user_attrs["kept_weights"]) for t in
+                            optuna.load_study(study_name="live", storage=f"sqlite:///{db}").trials
+                            if t.user_attrs.get("kept_weights", {}).get("artifact_id") == stored.name]
+        trial_id = next(t["trial_id"] for t in detail["trials"] if t["number"] == number)
+        with urllib.request.urlopen(f"{base}/artifacts/{study_id}/{trial_id}/{kept['artifact_id']}",
+                                    timeout=30) as response:
+            assert hashlib.sha256(response.read()).hexdigest() == kept["sha256"]
         # A real browser renders the trial list.
         page = _render(f"{base}/dashboard/studies/{study_id}/trials", workdir / "chrome-profile", "--dump-dom")
         assert page.returncode == 0, page.stderr[-2000:]

@@ -93,12 +93,12 @@ def test_two_machines_two_workers_each_on_postgres(workdir: Path, tiny_model: Pa
     train = [*SCRIPTED_CLI, "train", "--study-name", "pg", "--storage", postgres_url, "--no-track", "--seeds", "1,2"]
     away = subprocess.run([*train, "-o", str(workdir / "a")], capture_output=True, text=True, timeout=300)
     assert away.returncode == 0, away.stderr
-    assert f"its artifact store {shared} is not on this machine (give --artifact-store): training them" in away.stdout
-    assert "Replicas: seed(s) 1,2 trained" in away.stdout
+    assert f"its artifact store {shared} is not on this machine (give --artifact-store): training them" in away.stderr
+    assert "Replicas: seed(s) 1,2 trained" in away.stderr  # progress lines go to stderr
     given = subprocess.run([*train, "-o", str(workdir / "b"), "--artifact-store", str(moved)], capture_output=True,
                            text=True, timeout=300)
     assert given.returncode == 0, given.stderr
-    assert f"Replicas: seed(s) 1 from the study's trial(s) {best.number}; seed(s) 2 trained" in given.stdout
+    assert f"Replicas: seed(s) 1 from the study's trial(s) {best.number}; seed(s) 2 trained" in given.stderr
 
 
 @pytest.mark.postgres
