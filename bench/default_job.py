@@ -53,12 +53,24 @@ def data_spec(corpus: str):  # -> DataSpec, imported late (torch) so that --help
     return DataSpec(folder)
 
 
-def cache_path(cache_dir: Path, corpus: str) -> Path:
-    return cache_dir / f"default_job_{corpus}.json"
+def cache_path(cache_dir: Path, corpus: str, shard: str = "") -> Path:
+    return cache_dir / f"default_job_{corpus}{'-' + shard if shard else ''}.json"
 
 
-def collect(corpus: str, cache: Path) -> None:
-    """Train the (point, seed) runs the cache lacks, seed by seed; the cache is rewritten after each run."""
+def cached_rows(cache_dir: Path, corpus: str) -> list[dict]:
+    """Every run of ``corpus`` in its cache and its shards' caches (each (point, seed) once)."""
+    rows: dict[tuple, dict] = {}
+    for path in sorted(cache_dir.glob(f"default_job_{corpus}*.json")):
+        for r in json.loads(path.read_text()):
+            rows.setdefault((r["batch_size"], r["learning_rate"], r["seed"]), r)
+    return list(rows.values())
+
+
+def collect(corpus: str, cache_dir: Path, seeds: tuple[int, ...] = SEEDS, shard: str = "") -> None:
+    """Train the (point, seed) runs no cache of the corpus has, seed by seed in the order given, into this
+    shard's cache (rewritten after each run): several processes can share a corpus, each with its own
+    shard and seeds."""
+    cache = cache_path(cache_dir, corpus, shard)
     from optuna_seqclf.runtime import configure_process
     from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
     from optuna_seqclf.training.loop import evaluate, fine_tune
@@ -66,14 +78,13 @@ def collect(corpus: str, cache: Path) -> None:
 
     configure_process(threads=int(os.environ.get("BENCH_THREADS", "0")) or None)
     rows = json.loads(cache.read_text()) if cache.exists() else []
-    done = {(r["batch_size"], r["learning_rate"], r["seed"]) for r in rows}
     settings = TrainSettings(model=minilm(), epochs=EPOCHS, max_seq_length=128)  # the default recipe
     machine = MachineSettings(device="cpu")
     prepared = prepare(data_spec(corpus), settings, machine)
     encoded = prepared.encoded(settings.max_seq_length)
-    for seed, bs, lr in itertools.product(SEEDS, BATCH_SIZES, LEARNING_RATES):
-        if (bs, lr, seed) in done:
-            continue
+    for seed, bs, lr in itertools.product(seeds, BATCH_SIZES, LEARNING_RATES):
+        if (bs, lr, seed) in {(r["batch_size"], r["learning_rate"], r["seed"]) for r in cached_rows(cache_dir, corpus)}:
+            continue  # trained by this or another shard
         started = time.perf_counter()
         curve: list[float] = []
         result = fine_tune(settings.model, prepared.tokenizer, encoded.train, encoded.dev,
@@ -106,11 +117,10 @@ class Runs:
     seeds: list[int]
 
     @classmethod
-    def load(cls, path: Path) -> Runs:
-        rows = json.loads(path.read_text())
+    def load(cls, rows: list[dict]) -> Runs:
         key = lambda r: ((int(r["batch_size"]), float(r["learning_rate"])), int(r["seed"]))  # noqa: E731
-        points = sorted({key(r)[0] for r in rows})
-        seeds = sorted({key(r)[1] for r in rows})
+        points = [(bs, lr) for bs in BATCH_SIZES for lr in LEARNING_RATES]  # the bench's grid, whatever is cached
+        seeds = list(SEEDS)
         return cls({key(r): r["dev_curve"] for r in rows}, {key(r): r["test_f1"] for r in rows},
                    {key(r): int(r["steps"]) for r in rows}, points, seeds)
 
@@ -221,6 +231,8 @@ def main() -> None:
     parser.add_argument("--corpus", choices=CORPORA, help="phase 1 for this corpus only")
     parser.add_argument("--cache-dir", type=Path, default=ROOT / "bench")
     parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)), help="phase 1: these seeds, in this order")
+    parser.add_argument("--shard", default="", help="phase 1: this process's own cache file (with --seeds)")
     parser.add_argument("--jobs", default="none:0:0,median:0:0,halving:0:0,none:3:1,median:3:1,halving:3:1,"
                         "median:2:1,median:2:2,median:3:2,halving:2:2,median:5:1",
                         help="PRUNER:TOP:MORE_SEEDS per job; none:0:0 is today's default")
@@ -228,12 +240,12 @@ def main() -> None:
     corpora = [args.corpus] if args.corpus else list(CORPORA)
     if args.collect_only:
         for corpus in corpora:
-            collect(corpus, cache_path(args.cache_dir, corpus))
+            collect(corpus, args.cache_dir, tuple(int(s) for s in args.seeds.split(",")), args.shard)
         return
     jobs = [Job(p, int(t), int(m)) for p, t, m in (j.split(":") for j in args.jobs.split(","))]
     lines = []
     for corpus in corpora:
-        runs = Runs.load(cache_path(args.cache_dir, corpus))
+        runs = Runs.load(cached_rows(args.cache_dir, corpus))
         if not runs.complete():
             raise SystemExit(f"{corpus}: the cache is not complete; run --collect-only --corpus {corpus}")
         lines += [f"### {corpus}: {len(runs.points)} points x seeds {runs.seeds}, {EPOCHS} epochs, "

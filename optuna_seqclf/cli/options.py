@@ -23,6 +23,7 @@ from optuna_seqclf.settings import (
     DEFAULT_CONFIRM_SEEDS,
     DEFAULT_CONFIRM_TOP,
     DEFAULT_LEARNING_RATES,
+    DEFAULT_PRUNER,
     METRICS,
     PRECISIONS,
     PRUNERS,
@@ -128,7 +129,7 @@ tune_options = options_group(
     click.option("--workers", default=1, show_default=True, type=int,
                  help="Train this many grid points at once, each in its own process (they share the CPU "
                       "cores, or one GPU each when several are visible)."),
-    click.option("--pruner", type=click.Choice(PRUNERS), default="none", show_default=True,
+    click.option("--pruner", type=click.Choice(PRUNERS), default=DEFAULT_PRUNER, show_default=True,
                  help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
                       "median, halving (successive halving) or hyperband. Pruned points are not trained again."),
     click.option("--confirm-top", default=DEFAULT_CONFIRM_TOP, show_default=True, type=int,
