@@ -61,7 +61,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory(prefix="e2e-", dir=ROOT / "bench") as tmp:
         for name in [args.only] if args.only else list(JOBS):
-            results[name] = run_job(name, SHARED_DATA / args.corpus, Path(tmp))
+            results[name] = run_job(name, (SHARED_DATA / args.corpus).resolve(), Path(tmp))
             print(name, results[name], flush=True)
     lines = ["| job | wall time | training steps | chosen point | dev F1 | replicas' mean test F1 "
              "| replicas from the study |", "|---|---|---|---|---|---|---|"]
