@@ -154,3 +154,27 @@ def test_none_keeps_nothing(workdir: Path, tiny_model: Path) -> None:
     study = _tune(tiny_model, "k7", artifact_store="none")
     assert not any(KEPT_WEIGHTS_ATTR in t.user_attrs for t in study.trials)
     assert not (workdir / "studies" / "k7.artifacts").exists()
+
+
+def test_an_s3_bucket_keeps_the_weights_train_reuses(workdir: Path, tiny_model: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """--artifact-store s3://BUCKET through Optuna's Boto3ArtifactStore, against moto's in-process S3."""
+    import boto3
+    from moto import mock_aws
+
+    from optuna_seqclf import train_replicas
+
+    for name, value in (("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "test"),
+                        ("AWS_SECRET_ACCESS_KEY", "test")):
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket="weights")
+        study = _tune(tiny_model, "k8", artifact_store="s3://weights")
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket="weights").get("Contents", [])]
+        assert keys == [KeptWeights.of(study.best_trial).artifact_id]  # type: ignore[union-attr]
+        result = train_replicas("k8", "sqlite:///studies/k8.db", workdir / "out", seeds=(1,), log_dir=None,
+                                trainer=ScriptedTrainer(with_model=True))
+        assert result.replicas[0].from_trial == study.best_trial.number
+        with pytest.raises(ConfigError, match="--artifact-store s3://missing: cannot be written"):
+            _tune(tiny_model, "k9", artifact_store="s3://missing")
