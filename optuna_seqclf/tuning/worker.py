@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from optuna_seqclf.errors import StudyError, in_chain
+from optuna_seqclf.errors import StudyError, first_line, in_chain
 from optuna_seqclf.interrupts import InterruptGate
 from optuna_seqclf.settings import SearchSpace
 from optuna_seqclf.study.confirm import ConfirmPlan, next_confirmation
 from optuna_seqclf.study.queue import enqueue_point, next_point, point_status
 from optuna_seqclf.study.record import StudyRecord
-from optuna_seqclf.study.schema import DUPLICATE_ATTR
+from optuna_seqclf.study.schema import DUPLICATE_ATTR, ERROR_ATTR
 from optuna_seqclf.study.steps import Done, Step, TrainPoint, Wait
 from optuna_seqclf.study.storage import fail_stale_trials, live_worker_wait_s
 
@@ -95,7 +95,14 @@ def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optun
     def tracked(trial: optuna.Trial) -> float:
         ran.append(trial.number)
         gate.check()
-        return objective(trial)
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # a failure the objective did not record still counts against --max-retries
+            if ERROR_ATTR not in trial.user_attrs:
+                trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
+            raise
 
     idle = _Idle()
     while not isinstance(step := next_step(study, space, plan, max_retries), Done) \

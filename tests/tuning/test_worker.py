@@ -101,3 +101,22 @@ def test_train_on_an_incomplete_grid_names_the_missing_points(
     train_replicas("w", SPEC.storage, workdir / "out", seeds=(1,), log_dir=None, progress=lines.append,
                    trainer=ScriptedTrainer(with_model=True))
     assert any("is not complete: 1 of 2 points have no result (8 " in line and "(running))" in line for line in lines)
+
+
+class MalformedResult(ScriptedTrainer):
+    """A trainer whose result lacks the metric the study maximises: the objective fails after training."""
+
+    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        result = super().__call__(*args, **kwargs)
+        del result.dev.metrics["f1"]
+        return result
+
+
+def test_a_failure_the_objective_did_not_record_is_given_up_after_the_retries(workdir: Path, tiny_model: Path) -> None:
+    trainer = MalformedResult()
+    result = tune(StudySpec(study_name="bad", storage="sqlite:///studies/bad.db", max_retries=1),
+                  DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SearchSpace((8,), (1e-3,)),
+                  log_dir=None, trainer=trainer)
+    assert len(trainer.calls) == 2  # the first try and one retry, not a loop
+    [point] = result.points
+    assert point.state == "FAIL" and point.errors == ("KeyError: 'f1'", "KeyError: 'f1'")
