@@ -80,6 +80,20 @@ def _optimize_one(study: optuna.Study, objective: Callable[[optuna.Trial], float
         raise cause from None
 
 
+def recording_errors(objective: Callable[[optuna.Trial], float], trial: optuna.Trial) -> float:
+    """``objective(trial)``; a failure it did not record on the trial (``ERROR_ATTR``) is recorded here, so that
+    it counts against --max-retries (a trial that fails with no error recorded reads as interrupted, and is
+    retried without limit)."""
+    try:
+        return objective(trial)
+    except optuna.TrialPruned:
+        raise
+    except Exception as exc:
+        if ERROR_ATTR not in trial.user_attrs:
+            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
+        raise
+
+
 def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optuna.Trial], float],
              max_retries: int, gate: InterruptGate, on_trial: Callable[[FrozenTrial], None] | None = None,
              ) -> LoopStats:
@@ -95,14 +109,7 @@ def run_grid(study: optuna.Study, space: SearchSpace, objective: Callable[[optun
     def tracked(trial: optuna.Trial) -> float:
         ran.append(trial.number)
         gate.check()
-        try:
-            return objective(trial)
-        except optuna.TrialPruned:
-            raise
-        except Exception as exc:  # a failure the objective did not record still counts against --max-retries
-            if ERROR_ATTR not in trial.user_attrs:
-                trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
-            raise
+        return recording_errors(objective, trial)
 
     idle = _Idle()
     while not isinstance(step := next_step(study, space, plan, max_retries), Done) \
