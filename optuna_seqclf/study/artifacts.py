@@ -223,7 +223,8 @@ def weights_to_keep(study: optuna.Study) -> set[int]:
 
 class Sweeper:
     """Deletes, from the store, the artifacts of finished trials whose weights can no longer be chosen
-    (a failed or pruned trial's too); each once per process."""
+    (a failed or pruned trial's too); each once per process. A deletion the store refuses (a bucket's
+    permissions, a network error) leaves the file: it costs disk, never a trial."""
 
     def __init__(self, store: ArtifactStore | None) -> None:
         self.store = store
@@ -247,6 +248,8 @@ class Sweeper:
                         gone.append(artifact_id)
                     except ArtifactNotFound:
                         pass  # removed by another worker, or in another machine's store
+                    except Exception:  # see the class: the next sweep tries again
+                        continue
                     self.removed.add(artifact_id)
         return gone
 

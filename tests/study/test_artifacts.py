@@ -178,3 +178,32 @@ def test_an_s3_bucket_keeps_the_weights_train_reuses(workdir: Path, tiny_model: 
         assert result.replicas[0].from_trial == study.best_trial.number
         with pytest.raises(ConfigError, match="--artifact-store s3://missing: cannot be written"):
             _tune(tiny_model, "k9", artifact_store="s3://missing")
+
+
+class RefusesDeletes:
+    """A store whose deletions fail (a bucket without delete permission, a network error)."""
+
+    def __init__(self, folder: Path) -> None:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        self.inner = FileSystemArtifactStore(folder)
+
+    def remove(self, artifact_id: str) -> None:
+        if not artifact_id.startswith(".probe"):
+            raise PermissionError("AccessDenied: s3:DeleteObject")
+        self.inner.remove(artifact_id)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_store_that_refuses_deletes_costs_disk_never_a_trial(workdir: Path, tiny_model: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna_seqclf.study.artifacts as artifacts
+
+    folder = workdir / "studies" / "k10.artifacts"
+    folder.mkdir(parents=True)
+    monkeypatch.setattr(artifacts, "_store_of", lambda spec: RefusesDeletes(folder))
+    study = _tune(tiny_model, "k10")
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
+    assert len(_stored(folder)) == 4  # every trial was the best so far when it completed; none could be deleted
