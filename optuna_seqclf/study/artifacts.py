@@ -235,9 +235,13 @@ class Sweeper:
             return []
         from optuna.artifacts.exceptions import ArtifactNotFound
 
+        # The trials first, then what to keep: a trial another worker completes in between is not in the list,
+        # so it is never judged against a ranking made without it (a keep-set computed before the list would
+        # delete the new best's weights). A trial that has dropped out of the later ranking stays out.
+        trials = study.get_trials(deepcopy=False)
         keep = weights_to_keep(study)
         gone = []
-        for trial in study.get_trials(deepcopy=False):
+        for trial in trials:
             if not trial.state.is_finished() or (trial.number in keep and trial.state == TrialState.COMPLETE):
                 continue
             for key in trial.system_attrs:

@@ -207,3 +207,34 @@ def test_a_store_that_refuses_deletes_costs_disk_never_a_trial(workdir: Path, ti
     study = _tune(tiny_model, "k10")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len(_stored(folder)) == 4  # every trial was the best so far when it completed; none could be deleted
+
+
+def test_a_trial_completed_by_another_worker_during_a_sweep_keeps_its_weights(
+        workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep lists the trials before it ranks them: a trial another worker completes in between is
+    judged by the next sweep, with itself in the ranking (two PostgreSQL machines once lost the best's
+    weights this way)."""
+    from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+
+    import optuna_seqclf.study.artifacts as artifacts
+
+    study = _tune(tiny_model, "k11")
+    folder = workdir / "studies" / "k11.artifacts"
+    from optuna.distributions import CategoricalDistribution
+
+    other = study.ask({"batch_size": CategoricalDistribution([8, 16]),  # another worker's trial, running when
+                       "learning_rate": CategoricalDistribution([1e-3, 1e-4])})  # this sweep starts
+    weights = workdir / "w.safetensors"
+    weights.write_bytes(b"weights")
+    artifact_id = upload_artifact(artifact_store=FileSystemArtifactStore(folder), file_path=str(weights),
+                                  study_or_trial=other)
+    ranking = artifacts.weights_to_keep
+
+    def completed_meanwhile(s: optuna.Study) -> set[int]:
+        if other.number not in {t.number for t in s.get_trials(states=(optuna.trial.TrialState.COMPLETE,))}:
+            s.tell(other, 0.99)
+        return ranking(s)
+
+    monkeypatch.setattr(artifacts, "weights_to_keep", completed_meanwhile)
+    artifacts.Sweeper(FileSystemArtifactStore(folder)).sweep(study)
+    assert (folder / artifact_id).exists()
