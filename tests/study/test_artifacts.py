@@ -112,14 +112,22 @@ class DiesWhileWriting:
         return getattr(self.inner, name)
 
 
-def test_a_kill_during_an_upload_leaves_nothing_reusable(workdir: Path, tiny_model: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    return folder
+
+
+def _store_in_use(monkeypatch: pytest.MonkeyPatch, store: DiesWhileWriting) -> Path:
+    """Every store the code opens is ``store``; its folder."""
     import optuna_seqclf.study.artifacts as artifacts
 
-    folder = workdir / "studies" / "k5.artifacts"
-    folder.mkdir(parents=True)
-    dying = DiesWhileWriting(folder)
-    monkeypatch.setattr(artifacts, "_store_of", lambda spec: dying)
+    monkeypatch.setattr(artifacts, "_store_of", lambda spec: store)
+    return store.folder
+
+
+def test_a_kill_during_an_upload_leaves_nothing_reusable(workdir: Path, tiny_model: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = _store_in_use(monkeypatch, DiesWhileWriting(_made(workdir / "studies" / "k5.artifacts")))
     with pytest.raises(SystemExit):
         _tune(tiny_model, "k5")
     study = load_study("k5", open_storage("sqlite:///studies/k5.db"), "sqlite:///studies/k5.db")
@@ -180,30 +188,22 @@ def test_an_s3_bucket_keeps_the_weights_train_reuses(workdir: Path, tiny_model: 
             _tune(tiny_model, "k9", artifact_store="s3://missing")
 
 
-class RefusesDeletes:
-    """A store whose deletions fail (a bucket without delete permission, a network error)."""
+class RefusesDeletes(DiesWhileWriting):
+    """A folder store whose deletions fail (a bucket without delete permission, a network error)."""
 
     def __init__(self, folder: Path) -> None:
-        from optuna.artifacts import FileSystemArtifactStore
-
-        self.inner = FileSystemArtifactStore(folder)
+        super().__init__(folder)
+        self.armed = False  # its writes succeed
 
     def remove(self, artifact_id: str) -> None:
         if not artifact_id.startswith(".probe"):
             raise PermissionError("AccessDenied: s3:DeleteObject")
         self.inner.remove(artifact_id)
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
-
 
 def test_a_store_that_refuses_deletes_costs_disk_never_a_trial(workdir: Path, tiny_model: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    import optuna_seqclf.study.artifacts as artifacts
-
-    folder = workdir / "studies" / "k10.artifacts"
-    folder.mkdir(parents=True)
-    monkeypatch.setattr(artifacts, "_store_of", lambda spec: RefusesDeletes(folder))
+    folder = _store_in_use(monkeypatch, RefusesDeletes(_made(workdir / "studies" / "k10.artifacts")))
     study = _tune(tiny_model, "k10")
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.COMPLETE] * 4
     assert len(_stored(folder)) == 4  # every trial was the best so far when it completed; none could be deleted
