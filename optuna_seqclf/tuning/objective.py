@@ -7,6 +7,7 @@ it fails, so ``tune`` can report it and retry the point.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -82,7 +83,9 @@ class Objective:
                 self.settings.model, self.prepared.tokenizer, encoded.train, encoded.dev,
                 self.prepared.corpus.id2label, hp, self.settings, seed, machine=self.machine,
                 # a confirmation run is never pruned: its full-length score is what it is for
-                on_epoch=_after_epoch(trial, run, self.metric, prune=confirm_seed is None), on_step=self.on_step,
+                on_epoch=_after_epoch(trial, run, self.metric, prune=confirm_seed is None,
+                                      last_epoch=math.ceil(self.settings.epochs)),
+                on_step=self.on_step,
                 on_log=log_to(run),
             )
         except optuna.TrialPruned:
@@ -154,9 +157,11 @@ class Objective:
         }
 
 
-def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune: bool = True) -> EpochHook:
+def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune: bool = True,
+                 last_epoch: int | None = None) -> EpochHook:
     """Track the epoch's dev metrics, report the objective's metric to Optuna (learning curves, pruners), maybe
-    prune."""
+    prune: never after ``last_epoch``, when the trial has been trained in full and pruning saves nothing (it would
+    throw away a finished score and its weights)."""
     history: list[dict[str, float]] = []
     names = tuple(dict.fromkeys(("f1", "accuracy", "loss", metric.key)))
 
@@ -166,7 +171,7 @@ def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune:
         trial.report(metrics[metric.key], epoch)  # optuna-dashboard draws intermediate values as learning curves
         history.append({"epoch": epoch, **{k: metrics[k] for k in names}})
         trial.set_user_attr(HISTORY_ATTR, history)
-        if prune and trial.should_prune():  # never with the default pruner ("none")
+        if prune and (last_epoch is None or epoch < last_epoch) and trial.should_prune():
             trial.set_user_attr(PRUNED_AFTER_ATTR, epoch)
             raise optuna.TrialPruned(f"pruned after epoch {epoch} with dev {metric.label} "
                                      f"{metrics[metric.key]:.4f}")
