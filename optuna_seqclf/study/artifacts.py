@@ -198,24 +198,29 @@ def keep_top(study: optuna.Study) -> int:
 
 def worth_keeping(study: optuna.Study, result: TrialResult, confirming: bool) -> bool:
     """Whether a trial about to complete with ``result`` could be chosen: a confirmation run always (its
-    point is a candidate); a grid trial while fewer than ``keep_top`` complete grid trials rank above it."""
+    point is a candidate); a grid trial while fewer than ``keep_top`` complete grid trials rank above it; a
+    failed run only while it is the best so far (the stage never confirms failed runs, and one is chosen
+    only when every run failed)."""
     if confirming:
         return True
     better = [t for t in grid_trials(study, states=(TrialState.COMPLETE,)) if t.value is not None
               and TrialResult.of(t).rank_key() < result.rank_key()]
-    return len(better) < keep_top(study)
+    return len(better) < (keep_top(study) if result.failed_run is None else 1)
 
 
 def weights_to_keep(study: optuna.Study) -> set[int]:
     """The trials whose weights can still become replicas: once the stage has confirmed its points, the
-    chosen point's trials; before, the top ``keep_top`` grid trials and the confirmation runs of their points."""
+    chosen point's trials; before, the best grid trial, the top ``keep_top`` that are not failed runs, and the
+    confirmation runs of their points."""
     record = StudyRecord.from_study(study)
     selection = select(study)
     if selection.confirmed:
         points = {selection.confirmed[0].point}
     else:
-        done = [p.result for p in point_status(study, record.space) if p.result is not None]
-        points = {r.point for r in sorted(done, key=TrialResult.rank_key)[:keep_top(study)]}
+        ranked = sorted((p.result for p in point_status(study, record.space) if p.result is not None),
+                        key=TrialResult.rank_key)
+        # the best so far (a failed run when every run failed), and the top that the stage could confirm
+        points = {r.point for r in ranked[:1]} | {r.point for r in ranked[:keep_top(study)] if r.failed_run is None}
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if DUPLICATE_ATTR not in t.user_attrs and claimed_point(t) in points
             and (confirm_seed_of(t) is None or record.confirm_plan().active)}

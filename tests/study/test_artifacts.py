@@ -64,6 +64,16 @@ def test_the_confirmed_point_keeps_every_seed_and_the_others_are_deleted(workdir
     assert set(kept_by_seed(study, HParams(16, 1e-3))) == {1, 2, 3}
 
 
+def test_failed_runs_keep_the_best_ones_weights_alone(workdir: Path, tiny_model: Path) -> None:
+    """The stage never confirms a failed run: with --confirm-top 3 and every run failed, only the chosen (best)
+    trial's weights stay (a failed run is chosen only when every run failed)."""
+    study = _tune(tiny_model, "kf", top=3, trainer=ScriptedTrainer(with_model=True, one_class=True))
+    assert all(t.user_attrs.get("failed_run") for t in study.trials)
+    best = KeptWeights.of(study.best_trial)
+    assert best is not None
+    assert [f.name for f in _stored(workdir / "studies" / "kf.artifacts")] == [best.artifact_id]
+
+
 def worse_as_trained(hp: HParams, seed: int) -> float:
     """Scores that fall in the order promising-first trains the grid: (16, 1e-4), (8, 1e-4), (16, 1e-3), ..."""
     return round(0.9 - abs(hp.learning_rate - 1e-4) * 100 - abs(hp.batch_size - 16) / 1000, 6)
