@@ -21,14 +21,14 @@ DEFAULT_LEARNING_RATES: tuple[float, ...] = (
     1e-3, 1e-4, 1e-5, 1e-6, 3e-3, 3e-4, 3e-5, 3e-6, 5e-3, 5e-4, 5e-5, 5e-6,
 )
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5)
-# The confirmation stage is off by default: bench/selection.py (bench/RESULTS.md "Issue 16") did not show the
-# issue's goal (half the mean regret for at most 25% more training). Its best setting there was the top 3
-# points with 1 more seed each (`--confirm-top 3`), which the seeds' default gives.
-DEFAULT_CONFIRM_TOP = 0
+# The default job (issue 24; docs/choosing.md, bench/RESULTS.md "Issue 24"): the median pruner, then the top 3
+# complete points trained again with 1 more seed each, chosen by their mean dev score; their runs become
+# replicas. The reference's job is `--pruner none --confirm-top 0` (examples/reference.toml).
+DEFAULT_CONFIRM_TOP = 3
 DEFAULT_CONFIRM_SEEDS = 1
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
 PRUNERS: tuple[str, ...] = ("none", "median", "halving", "hyperband")
-DEFAULT_PRUNER = "none"  # the reference's: every point trained for all its epochs
+DEFAULT_PRUNER = "median"  # "none": the reference's, every point trained for all its epochs
 # fp32 by default: on an H200, bf16 autocast trained MiniLM and BERT-base on SST-2 at 0.69-0.79x fp32's speed
 # (bench/gpu.py): short sentences leave a step bound by kernel launches, and autocast adds cast kernels.
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")

@@ -30,6 +30,9 @@ SST2_2K = SHARED_DATA / "sst2-2k"
 CPU = MachineSettings(device="cpu")  # the CPU paths, on any machine
 # The command line with the scripted trainer (tests/scripted_cli.py), for subprocess tests of the protocol
 SCRIPTED_CLI = [sys.executable, str(ROOT / "tests" / "scripted_cli.py")]
+# The reference's job, two flags away from the defaults: every point for all its epochs, the single seed's
+# choice. Tests whose claims count each grid point COMPLETE once (workers, kills, reconnects) run it.
+REFERENCE_JOB = ("--pruner", "none", "--confirm-top", "0")
 
 # The suite's own process trains in-process too: leave the heavy imports out of the garbage collection
 # Optuna runs after every trial, as the command line does (runtime.freeze_imported_objects).

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA
+from conftest import EXAMPLE_DATA, REFERENCE_JOB
 
 
 @dataclass
@@ -31,6 +31,9 @@ class Cluster:
     grace: int | None = None
     env: dict[str, str] = field(default_factory=dict)
     command: tuple[str, ...] = (sys.executable, "-m", "optuna_seqclf")  # the tests give the scripted trainer's
+    # The reference's exhaustive job: the claims count each grid point COMPLETE exactly once (pruning and the
+    # confirmation stage with several machines: tests/e2e/test_cli_confirm.py)
+    job: tuple[str, ...] = REFERENCE_JOB
     jobs: list[subprocess.Popen[str]] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
     _db: optuna.storages.RDBStorage | None = None
@@ -39,7 +42,7 @@ class Cluster:
         """One `tune` command with ``workers`` worker processes, as one node of a job would run it."""
         cmd = [*self.command, "tune", str(EXAMPLE_DATA), "--model", str(self.model),
                "--study-name", self.study, "--storage", self.storage, "--epochs", str(self.epochs),
-               "--workers", str(workers), "--threads", "1", "--no-track", *self.grid, *extra]
+               "--workers", str(workers), "--threads", "1", "--no-track", *self.grid, *self.job, *extra]
         env = {**os.environ, "SEQCLF_HEARTBEAT_INTERVAL": str(self.heartbeat),
                "SEQCLF_GRACE_PERIOD": str(self.grace or 3 * self.heartbeat), **self.env}
         job = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,

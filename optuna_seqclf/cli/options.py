@@ -131,11 +131,12 @@ tune_options = options_group(
                       "cores, or one GPU each when several are visible)."),
     click.option("--pruner", type=click.Choice(PRUNERS), default=DEFAULT_PRUNER, show_default=True,
                  help="Stop unpromising trials early on their dev F1 after each epoch (needs --epochs > 1): "
-                      "median, halving (successive halving) or hyperband. Pruned points are not trained again."),
+                      "median, halving (successive halving) or hyperband; none trains every point for all its "
+                      "epochs (the reference's job). Pruned points are not trained again."),
     click.option("--confirm-top", default=DEFAULT_CONFIRM_TOP, show_default=True, type=int,
                  help="Once the grid is done, train its best K points again with --confirm-seeds more seeds each "
-                      "and choose by mean dev F1 over seeds (3 was best in bench/selection.py); 0: choose by the "
-                      "grid's single seed."),
+                      "and choose by mean dev F1 over seeds; 0: choose by the grid's single seed (the reference's "
+                      "job: --pruner none --confirm-top 0)."),
     click.option("--confirm-seeds", default=DEFAULT_CONFIRM_SEEDS, show_default=True, type=int,
                  help="More seeds per confirmed point (the study's --seed + 1, + 2, ...)."),
     click.option("--metric", type=click.Choice(METRICS), default="macro-f1", show_default=True,

@@ -33,7 +33,7 @@ def _cmd(learnable: tuple[Path, Path], name: str, *extra: str) -> list[str]:
     test_confirm_top_zero train for real)."""
     data, model = learnable
     return [*SCRIPTED_CLI, "tune", str(data), "--model", str(model), "--study-name", name,
-            "--no-track", "--confirm-top", "2", "--confirm-seeds", "2", *GRID, *extra]
+            "--no-track", "--pruner", "none", "--confirm-top", "2", "--confirm-seeds", "2", *GRID, *extra]
 
 
 def _runs(storage: str, name: str) -> Counter[tuple[int, float, int | None]]:
@@ -139,3 +139,26 @@ def test_confirm_top_zero_is_the_single_seed_choice(workdir: Path, learnable: tu
     assert best is not None and study.user_attrs[SELECTION_ATTR]["rule"] == "single-seed"
     assert f"Best Configuration is {best.point.batch_size} {best.point.learning_rate!r}" in result.stdout
     assert "Confirmed" not in result.output and "failed run" not in result.output
+
+
+def test_run_with_the_defaults_prunes_confirms_and_reuses_what_it_trained(
+        workdir: Path, learnable: tuple[Path, Path]) -> None:
+    """The default job (issue 24) trained for real: the median pruner, the top 3 points confirmed with one more
+    seed, and replicas 1 and 2 made from the chosen point's grid and confirmation trials' kept weights."""
+    data, model = learnable
+    result = CliRunner().invoke(cli, ["run", str(data), "--model", str(model), "--study-name", "dj", "--no-track",
+                                      "--batch-sizes", "8,16", "--learning-rates", "1e-2,3e-3,1e-4",
+                                      "--epochs", "4", "-o", "out"])
+    assert result.exit_code == 0, result.output
+    study = optuna.load_study(study_name="dj", storage="sqlite:///studies/dj.db")
+    chosen = study.user_attrs[SELECTION_ATTR]
+    assert chosen["rule"] == "confirmed", chosen
+    confirmation = [t for t in study.get_trials() if CONFIRM_SEED_ATTR in t.user_attrs]
+    assert {t.user_attrs[CONFIRM_SEED_ATTR] for t in confirmation} == {2} and 2 <= len(confirmation) <= 3
+    assert "Confirmed over seeds 1,2: mean dev F1" in result.stdout
+    point = chosen["point"]
+    assert f"Best Configuration is {point['batch_size']} {point['learning_rate']!r}" in result.stdout
+    assert re.search(r"Replicas: seed\(s\) 1,2 from the study's trial\(s\) \d+,\d+; seed\(s\) 3,4,5 trained",
+                     result.output), result.output
+    summary = json.loads((workdir / "out" / "replicas_summary.json").read_text())
+    assert summary["params"] == point and len(summary["replicas"]) == 5

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from click.testing import CliRunner
 
-from conftest import EXAMPLE_DATA
+from conftest import EXAMPLE_DATA, REFERENCE_JOB
 from optuna_seqclf.cli.commands import Injected, cli
 from optuna_seqclf.settings import DEFAULT_BATCH_SIZES, DEFAULT_LEARNING_RATES
 from scripted import ScriptedTrainer
@@ -29,15 +29,19 @@ def _test_rows() -> list[tuple[str, str]]:
     return [tuple(line.split("\t")) for line in lines if line.strip()]  # type: ignore[misc]
 
 
+REFERENCE = list(REFERENCE_JOB)
+
+
 @pytest.fixture(scope="module")
 def tuned(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Run `tune` once on the full default grid with the scripted trainer (module-scoped)."""
+    """Run `tune` once on the full default grid with the scripted trainer (module-scoped), as the reference
+    does: every point for all its epochs, the single seed's choice (``REFERENCE``)."""
     work = tmp_path_factory.mktemp("e2e")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(work)
         result = CliRunner().invoke(
             cli, ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--epochs", "2", "--study-name", "e2e",
-                  "--log-dir", "logs"], obj=Injected(ScriptedTrainer()),
+                  "--log-dir", "logs", *REFERENCE], obj=Injected(ScriptedTrainer()),
         )
     assert result.exit_code == 0, result.output
     return {"work": work, "output": result.output, "stdout": result.stdout, "model": tiny_model}
@@ -93,7 +97,7 @@ def test_second_tune_trains_nothing(tuned: dict[str, object], monkeypatch: pytes
     assert isinstance(work, Path)
     monkeypatch.chdir(work)
     result = CliRunner().invoke(cli, ["tune", str(EXAMPLE_DATA), "--model", str(tuned["model"]), "--epochs", "2",
-                                      "--study-name", "e2e", "--no-track"])
+                                      "--study-name", "e2e", "--no-track", *REFERENCE])
     assert result.exit_code == 0, result.output
     assert "nothing to train" in result.output
     study = optuna.load_study(study_name="e2e", storage=f"sqlite:///{work / 'studies' / 'e2e.db'}")

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA, SCRIPTED_CLI, states, wait_for
+from conftest import EXAMPLE_DATA, REFERENCE_JOB, SCRIPTED_CLI, states, wait_for
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4"]
 
@@ -21,7 +21,7 @@ def tune_cmd(model: Path, name: str, *extra: str, scripted: bool = False) -> lis
     """`tune` with real training, or with the scripted trainer where the protocol is the claim."""
     return [*(SCRIPTED_CLI if scripted else [sys.executable, "-m", "optuna_seqclf"]), "tune", str(EXAMPLE_DATA),
             "--model", str(model), "--study-name", name, "--epochs", "6", "--threads", "1", "--no-track", *GRID,
-            *extra]
+            *REFERENCE_JOB, *extra]
 
 
 def values_by_point(db: Path, name: str) -> dict[tuple[int, float], list[float]]:

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA, SCRIPTED_CLI, free_port
+from conftest import EXAMPLE_DATA, REFERENCE_JOB, SCRIPTED_CLI, free_port
 from optuna_seqclf import study_result
 
 GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5"]
@@ -21,7 +21,7 @@ GRID = ["--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5"]
 def _tune_cmd(model: Path, name: str, storage: str, workers: int, *extra: str, scripted: bool = False) -> list[str]:
     return [*(SCRIPTED_CLI if scripted else [sys.executable, "-m", "optuna_seqclf"]), "tune", str(EXAMPLE_DATA),
             "--model", str(model), "--study-name", name, "--storage", storage, "--epochs", "1",
-            "--workers", str(workers), *GRID, *(extra or ("--no-track",))]
+            "--workers", str(workers), *GRID, *REFERENCE_JOB, *(extra or ("--no-track",))]
 
 
 def _tune(model: Path, name: str, storage: str, workers: int, *extra: str, scripted: bool = False,

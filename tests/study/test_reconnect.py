@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy.exc
 from optuna.trial import TrialState
 
-from conftest import EXAMPLE_DATA, SCRIPTED_CLI, ThrowawayPostgres
+from conftest import EXAMPLE_DATA, REFERENCE_JOB, SCRIPTED_CLI, ThrowawayPostgres
 from optuna_seqclf.errors import StudyError
 from optuna_seqclf.study.storage import open_storage
 
@@ -97,7 +97,7 @@ def test_postgres_restart_and_a_long_stop_under_two_workers(workdir: Path, tiny_
     try:
         cmd = [*SCRIPTED_CLI, "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
                "--study-name", "pg", "--storage", server.url, "--epochs", "3", "--workers", "2", "--no-track",
-               "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6"]
+               "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6", *REFERENCE_JOB]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_complete(server.url, 1, proc)  # start-up and the first trial
         server.stop()
@@ -126,7 +126,7 @@ def test_past_the_deadline_a_worker_stops_with_one_line_and_the_study_resumes(wo
     try:
         cmd = [*SCRIPTED_CLI, "tune", str(EXAMPLE_DATA), "--model", str(tiny_model),
                "--study-name", "pg", "--storage", server.url, "--epochs", "3", "--no-track",
-               "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6"]
+               "--batch-sizes", "8,16", "--learning-rates", "1e-3,3e-4,1e-4,3e-5,1e-5,3e-6", *REFERENCE_JOB]
         env = {**os.environ, "SEQCLF_DB_RETRY_S": "5", "SEQCLF_HEARTBEAT_INTERVAL": "2", "SEQCLF_GRACE_PERIOD": "6"}
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         _wait_complete(server.url, 2, proc)

@@ -21,7 +21,8 @@ SPACE = SearchSpace((8, 16), (1e-3, 1e-4))
 
 
 def _spec(name: str = "s", retries: int = 2) -> StudySpec:
-    return StudySpec(study_name=name, storage=f"sqlite:///studies/{name}.db", max_retries=retries)
+    # the grid alone (no confirmation stage): these tests count the grid's trials
+    return StudySpec(study_name=name, storage=f"sqlite:///studies/{name}.db", max_retries=retries, confirm_top=0)
 
 
 def _settings(model: Path, epochs: float = 1) -> TrainSettings:

@@ -68,7 +68,7 @@ def test_metric_decides_what_is_maximised(workdir: Path, tiny_model: Path, metri
 
     # 1e-3 has the better accuracy and MCC, 1e-4 the better macro-F1: each metric picks another point.
     scores = {1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}, 1e-4: {"f1": 0.8, "accuracy": 0.7, "mcc": 0.4}}
-    spec = StudySpec(study_name=metric, storage=f"sqlite:///studies/{metric}.db", metric=metric)
+    spec = StudySpec(study_name=metric, storage=f"sqlite:///studies/{metric}.db", metric=metric, confirm_top=0)
     result = tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
                   SearchSpace((8,), (1e-3, 1e-4)), log_dir=None, trainer=_scripted_fine_tune(scores))
     assert result.best_params == HParams(8, best_lr)
@@ -89,3 +89,54 @@ def test_another_metric_is_another_study(workdir: Path, tiny_model: Path) -> Non
     with pytest.raises(StudyError, match=r"maximises dev macro-F1, not accuracy \(--metric accuracy\)"):
         tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db", metric="accuracy"), *args, log_dir=None,
              accept_changes=True, trainer=trainer)
+
+
+def test_the_default_job_prunes_and_confirms_and_two_flags_bring_back_the_reference(
+        workdir: Path, tiny_model: Path) -> None:
+    """The defaults (issue 24): the median pruner stops points behind the others' median, never after their
+    last epoch; the top 3 complete points get one more seed each and the choice is their best mean. The
+    reference's job is ``--pruner none --confirm-top 0``: every point for all its epochs, the single seed's
+    best. Scripted scores (tests/scripted.py): best at 1e-3 and the smallest batch, the same after each epoch."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from optuna_seqclf.study.schema import CONFIRM_SEED_ATTR, DUPLICATE_ATTR, PRUNED_AFTER_ATTR, SELECTION_ATTR
+    from scripted import ScriptedTrainer
+
+    space = SearchSpace((8, 16, 32), (1e-2, 1e-3, 1e-4, 1e-5))
+    settings = TrainSettings(model=str(tiny_model), epochs=3)
+    studies = {}
+    for name, spec in (("default", StudySpec(study_name="default", storage="sqlite:///studies/default.db")),
+                       ("reference", StudySpec(study_name="reference", storage="sqlite:///studies/reference.db",
+                                               pruner="none", confirm_top=0))):
+        result = tune(spec, DataSpec(EXAMPLE_DATA), settings, space, log_dir=None, trainer=ScriptedTrainer())
+        assert result.best_params == HParams(8, 1e-3)
+        studies[name] = optuna.load_study(study_name=name, storage=spec.storage)
+    trials = [t for t in studies["default"].get_trials() if DUPLICATE_ATTR not in t.user_attrs]
+    grid = [t for t in trials if CONFIRM_SEED_ATTR not in t.user_attrs]
+    pruned = [t for t in grid if t.state == TrialState.PRUNED]
+    assert len(grid) == 12 and pruned, "the default pruner stopped no point"
+    assert all(t.user_attrs[PRUNED_AFTER_ATTR] < 3 for t in pruned)
+    complete = sorted((t for t in grid if t.state == TrialState.COMPLETE), key=lambda t: -(t.value or 0))
+    confirmed = {(t.params["batch_size"], t.params["learning_rate"], t.user_attrs[CONFIRM_SEED_ATTR])
+                 for t in trials if CONFIRM_SEED_ATTR in t.user_attrs and t.state == TrialState.COMPLETE}
+    assert confirmed == {(t.params["batch_size"], t.params["learning_rate"], 2) for t in complete[:3]}
+    assert studies["default"].user_attrs[SELECTION_ATTR]["rule"] == "confirmed"
+    reference = studies["reference"].get_trials()
+    assert len(reference) == 12 and all(t.state == TrialState.COMPLETE for t in reference)
+    assert not any(CONFIRM_SEED_ATTR in t.user_attrs for t in reference)
+    assert studies["reference"].user_attrs[SELECTION_ATTR]["rule"] == "single-seed"
+
+
+def test_a_trial_is_never_pruned_after_its_last_epoch(workdir: Path, tiny_model: Path) -> None:
+    """Pruning then saves nothing and would throw away a finished score (and the weights a replica reuses)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from scripted import ScriptedTrainer
+
+    spec = StudySpec(study_name="last", storage="sqlite:///studies/last.db", pruner="median", confirm_top=0)
+    tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
+         SearchSpace((8, 16, 32), (1e-2, 1e-3, 1e-4, 1e-5)), log_dir=None, trainer=ScriptedTrainer())
+    trials = optuna.load_study(study_name="last", storage=spec.storage).get_trials()
+    assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
