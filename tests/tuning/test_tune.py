@@ -103,8 +103,8 @@ def test_the_default_job_prunes_and_confirms_and_two_flags_bring_back_the_refere
     from optuna_seqclf.study.schema import CONFIRM_SEED_ATTR, DUPLICATE_ATTR, PRUNED_AFTER_ATTR, SELECTION_ATTR
     from scripted import ScriptedTrainer
 
-    space = SearchSpace((8, 16, 32), (1e-2, 1e-3, 1e-4, 1e-5))
-    settings = TrainSettings(model=str(tiny_model), epochs=3)
+    space = SearchSpace((8, 16), (1e-2, 1e-3, 1e-4, 1e-5))
+    settings = TrainSettings(model=str(tiny_model), epochs=2)
     studies = {}
     for name, spec in (("default", StudySpec(study_name="default", storage="sqlite:///studies/default.db")),
                        ("reference", StudySpec(study_name="reference", storage="sqlite:///studies/reference.db",
@@ -115,15 +115,15 @@ def test_the_default_job_prunes_and_confirms_and_two_flags_bring_back_the_refere
     trials = [t for t in studies["default"].get_trials() if DUPLICATE_ATTR not in t.user_attrs]
     grid = [t for t in trials if CONFIRM_SEED_ATTR not in t.user_attrs]
     pruned = [t for t in grid if t.state == TrialState.PRUNED]
-    assert len(grid) == 12 and pruned, "the default pruner stopped no point"
-    assert all(t.user_attrs[PRUNED_AFTER_ATTR] < 3 for t in pruned)
+    assert len(grid) == 8 and pruned, "the default pruner stopped no point"
+    assert all(t.user_attrs[PRUNED_AFTER_ATTR] < 2 for t in pruned)
     complete = sorted((t for t in grid if t.state == TrialState.COMPLETE), key=lambda t: -(t.value or 0))
     confirmed = {(t.params["batch_size"], t.params["learning_rate"], t.user_attrs[CONFIRM_SEED_ATTR])
                  for t in trials if CONFIRM_SEED_ATTR in t.user_attrs and t.state == TrialState.COMPLETE}
     assert confirmed == {(t.params["batch_size"], t.params["learning_rate"], 2) for t in complete[:3]}
     assert studies["default"].user_attrs[SELECTION_ATTR]["rule"] == "confirmed"
     reference = studies["reference"].get_trials()
-    assert len(reference) == 12 and all(t.state == TrialState.COMPLETE for t in reference)
+    assert len(reference) == 8 and all(t.state == TrialState.COMPLETE for t in reference)
     assert not any(CONFIRM_SEED_ATTR in t.user_attrs for t in reference)
     assert studies["reference"].user_attrs[SELECTION_ATTR]["rule"] == "single-seed"
 
@@ -137,6 +137,6 @@ def test_a_trial_is_never_pruned_after_its_last_epoch(workdir: Path, tiny_model:
 
     spec = StudySpec(study_name="last", storage="sqlite:///studies/last.db", pruner="median", confirm_top=0)
     tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
-         SearchSpace((8, 16, 32), (1e-2, 1e-3, 1e-4, 1e-5)), log_dir=None, trainer=ScriptedTrainer())
+         SearchSpace((8, 16), (1e-2, 1e-3, 1e-4, 1e-5)), log_dir=None, trainer=ScriptedTrainer())
     trials = optuna.load_study(study_name="last", storage=spec.storage).get_trials()
-    assert len(trials) == 12 and all(t.state == TrialState.COMPLETE for t in trials)
+    assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)
