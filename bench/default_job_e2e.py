@@ -43,12 +43,11 @@ def run_job(name: str, corpus: Path, work: Path) -> dict[str, object]:
     trials = optuna.load_study(study_name=study, storage=f"sqlite:///{work / (study + '.db')}").trials
     # a trial's steps: its epochs trained x steps per epoch (its history has one entry per epoch)
     n_train = len((corpus / "train.txt").read_text(encoding="utf-8").splitlines()) - 1  # the header
-    steps = sum(len(t.user_attrs.get("dev_history", [])) * -(-n_train // int(t.params["batch_size"]))
-                for t in trials if "batch_size" in t.params and "duplicate_of" not in t.user_attrs)
+    runs = [t for t in trials if "batch_size" in t.params and "duplicate_of" not in t.user_attrs]
+    steps = sum(len(t.user_attrs.get("dev_history", [])) * -(-n_train // int(t.params["batch_size"])) for t in runs)
     summary = json.loads((out / "replicas_summary.json").read_text())
     trained = [r for r in summary["replicas"] if r.get("from_trial") is None]
     steps += len(trained) * 4 * -(-n_train // int(summary["params"]["batch_size"]))
-    runs = [t for t in trials if "batch_size" in t.params and "duplicate_of" not in t.user_attrs]
     return {"wall_s": round(wall, 1), "steps": steps, "point": summary["params"],
             "pruned": sum(t.state == optuna.trial.TrialState.PRUNED for t in runs),
             "confirmation_runs": sum("confirm_seed" in t.user_attrs for t in runs),

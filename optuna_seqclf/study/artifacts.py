@@ -196,22 +196,26 @@ def keep_top(study: optuna.Study) -> int:
     return plan.top if plan.active else 1
 
 
+def _could_be_chosen(result: TrialResult, better: int, top: int) -> bool:
+    """A grid result with ``better`` complete grid results ranked above it: among the ``top`` the stage would
+    confirm, or, a failed run (never confirmed; chosen only when every run failed), the best."""
+    return better < (top if result.failed_run is None else 1)
+
+
 def worth_keeping(study: optuna.Study, result: TrialResult, confirming: bool) -> bool:
     """Whether a trial about to complete with ``result`` could be chosen: a confirmation run always (its
-    point is a candidate); a grid trial while fewer than ``keep_top`` complete grid trials rank above it; a
-    failed run only while it is the best so far (the stage never confirms failed runs, and one is chosen
-    only when every run failed)."""
+    point is a candidate); a grid trial while ``_could_be_chosen`` among the complete grid trials so far."""
     if confirming:
         return True
     better = [t for t in grid_trials(study, states=(TrialState.COMPLETE,)) if t.value is not None
               and TrialResult.of(t).rank_key() < result.rank_key()]
-    return len(better) < (keep_top(study) if result.failed_run is None else 1)
+    return _could_be_chosen(result, len(better), keep_top(study))
 
 
 def weights_to_keep(study: optuna.Study) -> set[int]:
     """The trials whose weights can still become replicas: once the stage has confirmed its points, the
-    chosen point's trials; before, the best grid trial, the top ``keep_top`` that are not failed runs, and the
-    confirmation runs of their points."""
+    chosen point's trials; before, the grid trials that ``_could_be_chosen`` and the confirmation runs of their
+    points."""
     record = StudyRecord.from_study(study)
     selection = select(study)
     if selection.confirmed:
@@ -219,8 +223,8 @@ def weights_to_keep(study: optuna.Study) -> set[int]:
     else:
         ranked = sorted((p.result for p in point_status(study, record.space) if p.result is not None),
                         key=TrialResult.rank_key)
-        # the best so far (a failed run when every run failed), and the top that the stage could confirm
-        points = {r.point for r in ranked[:1]} | {r.point for r in ranked[:keep_top(study)] if r.failed_run is None}
+        top = keep_top(study)
+        points = {r.point for better, r in enumerate(ranked) if _could_be_chosen(r, better, top)}
     return {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if DUPLICATE_ATTR not in t.user_attrs and claimed_point(t) in points
             and (confirm_seed_of(t) is None or record.confirm_plan().active)}

@@ -181,6 +181,19 @@ def from_weights(model_name: str, id2label: dict[int, str], file: Path, dev: dat
                           list(log_history))
 
 
+def planned_steps(settings: TrainSettings, examples: int, batch_size: int) -> tuple[int, int]:
+    """(steps per epoch, steps in all) of a run over ``examples`` training examples: ``max_steps``, or
+    ``epochs`` passes (a fraction rounds up to a whole step)."""
+    per_epoch = max(1, -(-examples // batch_size))
+    return per_epoch, settings.max_steps or max(1, math.ceil(settings.epochs * per_epoch))
+
+
+def planned_epochs(settings: TrainSettings, examples: int, batch_size: int) -> int:
+    """How many epochs a run evaluates after (the last one may be partial): its last is the final score."""
+    per_epoch, total = planned_steps(settings, examples, batch_size)
+    return math.ceil(total / per_epoch)
+
+
 class _Loop:
     """One fine-tuning run: the model, its optimizer and schedule, and the step loop over the batches."""
 
@@ -198,8 +211,7 @@ class _Loop:
         self.model = own_weights(model)
         self.split = TensorSplit.from_dataset(train)
         self.batch_size, self.batching = hp.batch_size, settings.batching
-        self.steps_per_epoch = max(1, -(-len(self.split) // hp.batch_size))
-        self.total = settings.max_steps or max(1, math.ceil(settings.epochs * self.steps_per_epoch))
+        self.steps_per_epoch, self.total = planned_steps(settings, len(self.split), hp.batch_size)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = adamw(self.params, hp.learning_rate, device)
         self.norm_of = GradientNorm(self.model, self.params)

@@ -7,7 +7,6 @@ it fails, so ``tune`` can report it and retry the point.
 
 from __future__ import annotations
 
-import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +38,7 @@ from optuna_seqclf.study.schema import (
     TRAIN_LOSS_ATTR,
     TRAIN_RUNTIME_ATTR,
 )
-from optuna_seqclf.training.loop import FineTuneResult, Trainer, fine_tune
+from optuna_seqclf.training.loop import FineTuneResult, Trainer, fine_tune, planned_epochs
 from optuna_seqclf.training.metrics import failed_run_reason
 from optuna_seqclf.training.model import save_weights, trained_on
 from optuna_seqclf.training.prepared import Prepared
@@ -84,7 +83,7 @@ class Objective:
                 self.prepared.corpus.id2label, hp, self.settings, seed, machine=self.machine,
                 # a confirmation run is never pruned: its full-length score is what it is for
                 on_epoch=_after_epoch(trial, run, self.metric, prune=confirm_seed is None,
-                                      last_epoch=math.ceil(self.settings.epochs)),
+                                      last_epoch=planned_epochs(self.settings, len(encoded.train), hp.batch_size)),
                 on_step=self.on_step,
                 on_log=log_to(run),
             )

@@ -74,3 +74,17 @@ def test_precision_is_fp32_unless_asked_and_a_bad_one_is_refused() -> None:
     assert autocast_dtype("bf16") == torch.bfloat16
     with pytest.raises(ConfigError, match=r"^precision 'fp8'"):
         MachineSettings(precision="fp8")
+
+
+@pytest.mark.parametrize(("epochs", "max_steps", "expected"), [(2.0, None, 2), (0.5, None, 1), (4.0, 3, 1),
+                                                               (1.0, 20, 2)])
+def test_planned_epochs_are_the_epochs_the_loop_evaluates_after(sst2, epochs: float, max_steps: int | None,  # type: ignore[no-untyped-def]
+                                                               expected: int) -> None:
+    """The objective never prunes after the last of them (a finished score), --max-steps included."""
+    settings, prepared, encoded = sst2
+    settings = replace(settings, epochs=epochs, max_steps=max_steps)
+    train = encoded.train.select(range(160))  # 10 steps an epoch at batch 16
+    seen: list[int] = []
+    fine_tune(settings.model, prepared.tokenizer, train, encoded.dev.select(range(20)), prepared.corpus.id2label,
+              HParams(16, 1e-3), settings, seed=1, machine=CPU, on_epoch=lambda epoch, metrics: seen.append(epoch))
+    assert train_lib.planned_epochs(settings, len(train), 16) == expected == len(seen)
