@@ -160,7 +160,8 @@ def test_tests_mirror_the_package() -> None:
                          "report.dashboard", "report.plots", "report.markdown", "report.tables", "interrupts",
                          "errors", "training.prepared",
                          "training.replica_folder", "cli.predict_command", "study.steps", "study.schema",
-                         "data", "training", "study", "tuning", "predict", "report"}  # through the CLI, in e2e
+                         "data", "training", "study", "tuning", "predict", "report",
+                         "replicas"}  # through the CLI, in e2e
     missing = [name for name in sorted(_modules_cache()) if name not in covered_elsewhere
                and not (ROOT / "tests" / Path(*name.split(".")[:-1]) / f"test_{name.split('.')[-1]}.py").exists()]
     assert missing == []

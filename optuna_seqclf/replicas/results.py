@@ -1,0 +1,82 @@
+"""What ``train_replicas`` returns, and how it is written down: each replica's scores, their summary, the seed
+ensemble; replicas_summary.json's layout and the line that says where each replica came from."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from optuna_seqclf.settings import HParams
+from optuna_seqclf.summary import Summary
+
+
+@dataclass(frozen=True)
+class ReplicaResult:
+    seed: int
+    path: str
+    dev_f1: float
+    dev_accuracy: float
+    test_f1: float
+    test_accuracy: float
+    reused: bool = False  # its folder was complete already: read, not written
+    failed_run: str | None = None  # why it is no better than the majority class on dev
+    from_trial: int | None = None  # the study's trial whose kept weights it is (None: trained by `train`)
+
+
+@dataclass(frozen=True)
+class ReplicasResult:
+    study_name: str
+    params: HParams
+    best_dev_value: float  # the chosen point's dev score in the study's metric (its objective)
+    output_dir: Path
+    replicas: list[ReplicaResult]
+    summary: Summary  # of the replicas that are not failed runs (of all, when every one failed)
+    ensemble: EnsembleResult  # of the same replicas
+    summary_all: Summary | None = None  # of every replica, failed runs included, when some failed
+
+    @property
+    def best_dev_f1(self) -> float:
+        """The same as ``best_dev_value``: the name before ``--metric`` (kept for callers of 0.4)."""
+        return self.best_dev_value
+
+    @property
+    def failed(self) -> list[ReplicaResult]:
+        return [r for r in self.replicas if r.failed_run is not None]
+
+
+@dataclass(frozen=True)
+class EnsembleResult:
+    """The replicas' seed ensemble (softmax probabilities averaged) on dev and test, as ``predict`` runs it."""
+
+    seeds: tuple[int, ...]
+    dev_f1: float
+    dev_micro_f1: float
+    dev_accuracy: float
+    test_f1: float
+    test_micro_f1: float
+    test_accuracy: float
+
+
+def origin_line(results: list[ReplicaResult]) -> str:
+    """Which replicas came from the study's trials, which were trained, which were there already."""
+    def seeds(rows: list[ReplicaResult]) -> str:
+        return ",".join(str(r.seed) for r in rows)
+
+    study = [r for r in results if r.from_trial is not None and not r.reused]
+    trained = [r for r in results if r.from_trial is None and not r.reused]
+    parts = [f"seed(s) {seeds(study)} from the study's trial(s) {','.join(str(r.from_trial) for r in study)}"
+             if study else "", f"seed(s) {seeds(trained)} trained" if trained else "",
+             f"seed(s) {seeds([r for r in results if r.reused])} already in place" if any(r.reused for r in results)
+             else ""]
+    return "Replicas: " + "; ".join(p for p in parts if p)
+
+
+def summary_json(out: ReplicasResult) -> dict[str, Any]:
+    """replicas_summary.json's scores: every replica (failed runs marked), the mean of those not failed (at
+    the top level, as before failed runs were marked), of all seeds, and of their ensemble."""
+    # best_dev_f1: the file's key since 0.1, whatever the study's metric
+    return {"best_dev_f1": out.best_dev_value, "params": asdict(out.params), "seeds": [r.seed for r in out.replicas],
+            "replicas": [asdict(r) for r in out.replicas], "failed_runs": [r.seed for r in out.failed],
+            **out.summary.to_json(), "all_seeds": None if out.summary_all is None else out.summary_all.to_json(),
+            "ensemble": asdict(out.ensemble)}
