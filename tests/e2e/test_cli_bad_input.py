@@ -238,7 +238,7 @@ def test_train_study_without_complete_trial(workdir: Path, tiny_model: Path) -> 
 
 def test_disk_full_while_writing_replica_keeps_nothing_half_written(
         workdir: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import optuna_seqclf.replicas as replicas
+    import optuna_seqclf.replicas.job as replicas
 
     _tuned_study(workdir, tiny_model)
     real = replicas.write_replica

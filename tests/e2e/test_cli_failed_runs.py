@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import optuna_seqclf.replicas as replicas_lib
+import optuna_seqclf.replicas.job as replicas_lib
 from optuna_seqclf.cli.commands import cli
 from optuna_seqclf.predict.predictor import Predictor
 
