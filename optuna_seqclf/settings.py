@@ -36,10 +36,25 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16")
 BATCHINGS: tuple[str, ...] = ("random", "grouped", "grouped-shuffled")
 DEFAULT_BATCHING = "grouped-shuffled"
 
-# --metric: what the grid maximises. Each names a key of ``training.metrics.classification_metrics``.
-METRICS: tuple[str, ...] = ("macro-f1", "micro-f1", "accuracy", "mcc")
-_METRIC_KEYS = {"macro-f1": "f1", "micro-f1": "micro_f1", "accuracy": "accuracy", "mcc": "mcc"}
-_METRIC_LABELS = {"macro-f1": "macro-F1", "micro-f1": "micro-F1", "accuracy": "accuracy", "mcc": "MCC"}
+# --task: what a label is (docs/tasks.md). single-label: one class per text; multi-label: zero or more of a
+# fixed set; regression: a real number. The model's head and loss follow (``config.problem_type``).
+TASKS: tuple[str, ...] = ("single-label", "multi-label", "regression")
+PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label": "multi_label_classification",
+                 "regression": "regression"}
+# --metric: what the grid maximises, per task, the task's default first. Each names a key of the task's
+# metrics (``training.outputs.task_metrics``). MSE and MAE are reported for regression but not maximised.
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "single-label": ("macro-f1", "micro-f1", "accuracy", "mcc"),
+    "multi-label": ("micro-f1", "macro-f1", "samples-f1", "subset-accuracy"),
+    "regression": ("pearson", "spearman"),
+}
+METRICS: tuple[str, ...] = tuple(dict.fromkeys(m for names in TASK_METRICS.values() for m in names))
+_METRIC_KEYS = {"macro-f1": "f1", "micro-f1": "micro_f1", "accuracy": "accuracy", "mcc": "mcc",
+                "samples-f1": "samples_f1", "subset-accuracy": "subset_accuracy", "pearson": "pearson",
+                "spearman": "spearman"}
+_METRIC_LABELS = {"macro-f1": "macro-F1", "micro-f1": "micro-F1", "accuracy": "accuracy", "mcc": "MCC",
+                  "samples-f1": "samples-F1", "subset-accuracy": "subset accuracy", "pearson": "Pearson",
+                  "spearman": "Spearman"}
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -145,8 +160,20 @@ class Metric:
     name: str = "macro-f1"
 
     def __post_init__(self) -> None:
+        if self.name in ("mse", "mae"):
+            raise ConfigError(f"metric {self.name!r}: lower is better, and the grid maximises its metric; use "
+                              "pearson or spearman (MSE and MAE are reported beside them)", "metric")
         if self.name not in METRICS:
             raise ConfigError(f"metric {self.name!r}: use one of {', '.join(METRICS)}", "metric")
+
+    @classmethod
+    def for_task(cls, name: str | None, task: str) -> Metric:
+        """``name``, or the task's default (``TASK_METRICS``); a metric of another task is a ConfigError."""
+        metric = cls(name or TASK_METRICS[task][0])
+        if metric.name not in TASK_METRICS[task]:
+            raise ConfigError(f"metric {metric.name!r} does not fit --task {task}: use one of "
+                              f"{', '.join(TASK_METRICS[task])}", "metric")
+        return metric
 
     @classmethod
     def of_record(cls, stored: str) -> Metric:
@@ -181,9 +208,21 @@ class DataSpec:
     text_column: str = "sentence"
     label_column: str = "Label"
     text_pair_column: str | None = None
+    # multi-label: a label column of names joined by ``label_separator`` (TSV, CSV), or the wide layout: one
+    # 0/1 column per label (``label_columns``; ("*",): every column but the text and the pair)
+    label_separator: str = ","
+    label_columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir))
+        if not self.label_separator:
+            raise ConfigError("label_separator must not be empty", "label_separator")
+        if self.label_columns is not None:
+            columns = tuple(c.strip() for c in self.label_columns)
+            if not columns or any(not c for c in columns) or len(set(columns)) != len(columns):
+                raise ConfigError(f"label_columns: {','.join(self.label_columns)!r} is not a list of distinct "
+                                  "column names", "label_columns")
+            object.__setattr__(self, "label_columns", columns)
         for what, col in (("text_column", self.text_column), ("label_column", self.label_column)):
             if not col or not col.strip():
                 raise ConfigError(f"{what} must not be empty", what)
@@ -204,10 +243,13 @@ class TrainSettings:
     max_seq_length: int = 128
     seed: int = 1
     batching: str = DEFAULT_BATCHING
+    task: str = "single-label"  # ``TASKS``: the head and the loss
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("model must not be empty", "model")
+        if self.task not in TASKS:
+            raise ConfigError(f"task {self.task!r}: use one of {', '.join(TASKS)}", "task")
         object.__setattr__(self, "epochs", float(self.epochs))
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise ConfigError(f"epochs must be above 0, got {self.epochs}", "epochs")
@@ -265,13 +307,14 @@ class StudySpec:
     pruner: str = DEFAULT_PRUNER
     confirm_top: int = DEFAULT_CONFIRM_TOP  # grid points trained again with more seeds once the grid is done
     confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # how many more seeds each of them gets
-    metric: str = "macro-f1"  # what the grid maximises (``METRICS``)
+    metric: str | None = None  # what the grid maximises (``TASK_METRICS``); None: the task's default
     # where trials keep their weights for `train` to reuse: a folder, s3://BUCKET, gs://BUCKET or "none";
     # None: a folder beside the SQLite file (``study.artifacts.default_artifact_store``)
     artifact_store: str | None = None
 
     def __post_init__(self) -> None:
-        Metric(self.metric)
+        if self.metric is not None:
+            Metric(self.metric)
         if self.artifact_store is not None and not self.artifact_store.strip():
             raise ConfigError("artifact_store must not be empty (give a folder, a bucket URL or none)",
                               "artifact_store")

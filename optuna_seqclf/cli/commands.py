@@ -114,14 +114,15 @@ def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSetting
     from optuna_seqclf.tuning.names import default_study
 
     settings = TrainSettings(_resolve_model(p["model"], p["quiet"]), p["tokenizer"], p["epochs"], p["max_steps"],
-                             p["max_seq_length"], p["seed"], p["batching"])
+                             p["max_seq_length"], p["seed"], p["batching"], p["task"])
     name, task, storage, note = default_study(p["study_name"], p["storage"], p["config_name"],
                                               p["model"] or DEFAULT_MODEL_NAME, p["task_name"], p["data_dir"])
     if note and not p["quiet"]:
         click.echo(note, err=True)
     spec = StudySpec(name, storage, p["config_name"], task, p["max_retries"], p["pruner"], p["confirm_top"],
                      p["confirm_seeds"], p["metric"], p["artifact_store"])
-    data = DataSpec(p["data_dir"], p["text_column"], p["label_column"], p["text_pair_column"])
+    data = DataSpec(p["data_dir"], p["text_column"], p["label_column"], p["text_pair_column"], p["label_separator"],
+                    p["label_columns"])
     machine = _machine(p["device"], p["precision"], p["eval_batch_size"], p["threads"], p["workers"])
     return spec, data, settings, SearchSpace(p["batch_sizes"], p["learning_rates"]), machine
 
@@ -141,8 +142,9 @@ def cli() -> None:
 def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
          config_name: str, task_name: str | None, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
          epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
-         workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool,
-         artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None,
+         workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str | None, accept_changes: bool,
+         artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
+         label_separator: str, label_columns: tuple[str, ...] | None,
          eval_batch_size: int, threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
          quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
@@ -196,8 +198,9 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
 def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: str | None, storage: str | None,
         config_name: str, task_name: str | None, batch_sizes: tuple[int, ...], learning_rates: tuple[float, ...],
         epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
-        workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str, accept_changes: bool,
-        artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None,
+        workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str | None, accept_changes: bool,
+        artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
+        label_separator: str, label_columns: tuple[str, ...] | None,
         output_dir: Path, seeds: tuple[int, ...],
         replace_failed: bool, eval_batch_size: int, threads: int | None, device: str | None, precision: str,
         log_dir: Path, no_track: bool, quiet: bool) -> None:

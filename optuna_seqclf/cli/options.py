@@ -27,6 +27,7 @@ from optuna_seqclf.settings import (
     METRICS,
     PRECISIONS,
     PRUNERS,
+    TASKS,
     parse_float_list,
     parse_int_list,
     parse_seeds,
@@ -89,6 +90,18 @@ data_options = options_group(
     click.option("--text-pair-column", default=None, help="Second text column, for sentence-pair tasks."),
 )
 
+task_options = options_group(
+    click.option("--task", type=click.Choice(TASKS), default="single-label", show_default=True,
+                 help="What a label is: one class per text (single-label), zero or more of a fixed set "
+                      "(multi-label) or a number (regression). Part of the study (docs/tasks.md)."),
+    click.option("--label-separator", default=",", show_default=True,
+                 help="multi-label in TSV/CSV: the separator between the names in the label column."),
+    click.option("--label-columns", default=None,
+                 callback=parsed(lambda text: tuple(c.strip() for c in text.split(","))),
+                 help="multi-label, the wide layout: one 0/1 column per label (comma list, or * for every column "
+                      "but the text and the pair)."),
+)
+
 artifact_store_option = click.option(
     "--artifact-store", default=None,
     help="Where trials that could be chosen keep their weights, so `train` reuses them as replicas instead of "
@@ -139,13 +152,16 @@ tune_options = options_group(
                       "job: --pruner none --confirm-top 0)."),
     click.option("--confirm-seeds", default=DEFAULT_CONFIRM_SEEDS, show_default=True, type=int,
                  help="More seeds per confirmed point (the study's --seed + 1, + 2, ...)."),
-    click.option("--metric", type=click.Choice(METRICS), default="macro-f1", show_default=True,
-                 help="What the grid maximises on dev (and the confirmation stage averages): macro-F1, micro-F1, "
-                      "accuracy or Matthews' correlation (mcc). Part of the study: another metric is another study."),
+    click.option("--metric", type=click.Choice(METRICS), default=None,
+                 help="What the grid maximises on dev (and the confirmation stage averages). single-label: "
+                      "macro-f1 (default), micro-f1, accuracy, mcc; multi-label: micro-f1 (default), macro-f1, "
+                      "samples-f1, subset-accuracy; regression: pearson (default), spearman. Part of the study: "
+                      "another metric is another study."),
     click.option("--accept-changes", is_flag=True,
                  help="Continue a study even though its data, model or settings changed."),
     artifact_store_option,
     data_options,
+    task_options,
 )
 
 machine_options = options_group(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class TensorSplit:
             array = chunks[0] if len(chunks) == 1 else pa.concat_arrays(chunks)
             columns[name] = array.values.to_numpy(zero_copy_only=False)
             offsets[name] = array.offsets.to_numpy(zero_copy_only=False)
-        return cls(columns, offsets, table.column("labels").to_numpy(), table.column("length").to_numpy())
+        return cls(columns, offsets, _labels(table.column("labels")), table.column("length").to_numpy())
 
     @classmethod
     def from_encoding(cls, encoded: Mapping[str, Sequence[Sequence[int]]],
@@ -69,6 +69,17 @@ class TensorSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+
+def _labels(column: Any) -> np.ndarray:
+    """The labels column as an array: class ids, scores, or (multi-label) one row of 0/1 floats per example."""
+    import pyarrow as pa
+    import pyarrow.types as pt
+
+    if not pt.is_list(column.type):
+        return column.to_numpy()
+    flat = (column.chunks[0] if len(column.chunks) == 1 else pa.concat_arrays(column.chunks)).flatten()
+    return flat.to_numpy(zero_copy_only=False).reshape(len(column), -1)
 
 
 def epoch_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator, batching: str) -> list[np.ndarray]:
@@ -129,5 +140,7 @@ def collate(split: TensorSplit, rows: Sequence[int] | np.ndarray, pad_id: int,
         where = np.where(inside, split.offsets[name][rows][:, None] + positions[None, :], 0)
         padded = np.where(inside, values[where], PAD_VALUES.get(name, pad_id))
         batch[name] = torch.from_numpy(padded.astype(np.int64, copy=False))
-    batch["labels"] = torch.from_numpy(split.labels[rows].astype(np.int64, copy=False))
+    labels = split.labels[rows]
+    # class ids for cross-entropy; floats for BCE (multi-label) and MSE (regression)
+    batch["labels"] = torch.from_numpy(labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64, copy=False))
     return batch

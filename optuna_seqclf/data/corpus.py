@@ -13,12 +13,13 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from optuna_seqclf.data.records import Columns, Example, where
+from optuna_seqclf.data.labels import label_sort_key
+from optuna_seqclf.data.records import Columns, Example, Label, where
 from optuna_seqclf.data.split_files import SplitFile, find_split_files, is_saved_dataset, read_saved_dataset
 from optuna_seqclf.data.text_formats import read_examples
-from optuna_seqclf.errors import DataError
+from optuna_seqclf.errors import ConfigError, DataError
 from optuna_seqclf.settings import SPLITS, DataSpec
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class RawSplit:
     fmt: str  # tsv, csv, jsonl, parquet or arrow (a saved dataset's split)
     texts: tuple[str, ...]
     pairs: tuple[str, ...] | None
-    labels: tuple[str, ...]
+    labels: tuple[Label, ...]  # a name, a tuple of names (multi-label) or a number (regression): ``data.labels``
     numbers: tuple[int, ...]  # each example's line (row, for parquet and arrow), for error messages
 
     @classmethod
@@ -57,13 +58,15 @@ class RawSplit:
 
 @dataclass(frozen=True)
 class Corpus:
-    """The three validated splits and the label set (sorted, from train)."""
+    """The three validated splits and the label set (sorted, from train); for regression the one output,
+    named after the label column."""
 
     train: RawSplit
     dev: RawSplit
     test: RawSplit
     label_names: tuple[str, ...]
     fingerprint: str
+    task: str = "single-label"
 
     @property
     def label2id(self) -> dict[str, int]:
@@ -86,27 +89,26 @@ class EncodedSplits:
     test: datasets.Dataset
 
 
-def label_sort_key(label: str) -> tuple[int, float, str]:
-    """Numbers in numeric order (``2`` before ``10``), then other names alphabetically."""
-    try:
-        return (0, float(label), label)
-    except ValueError:
-        return (1, 0.0, label)
+__all__ = ["Corpus", "EncodedSplits", "RawSplit", "encode_corpus", "encode_split", "label_sort_key", "read_corpus"]
 
 
-def read_corpus(spec: DataSpec) -> Corpus:
-    """Read and validate train, dev and test; raise DataError on the first problem."""
+def read_corpus(spec: DataSpec, task: str = "single-label") -> Corpus:
+    """Read and validate train, dev and test, with labels as ``task`` has them; raise DataError on the first
+    problem."""
+    if spec.label_columns is not None and task != "multi-label":
+        raise ConfigError(f"--label-columns is the wide layout of --task multi-label, not of {task}", "label_columns")
     if not spec.data_dir.exists():
         raise DataError(f"{spec.data_dir}: data folder not found (it must hold train, dev and test files)")
     if not spec.data_dir.is_dir():
         raise DataError(f"{spec.data_dir}: is a file, not a folder holding train, dev and test files")
-    columns = Columns(spec.text_column, spec.label_column, spec.text_pair_column)
+    columns = Columns(spec.text_column, spec.label_column, spec.text_pair_column, task=task,
+                      label_separator=spec.label_separator, label_columns=spec.label_columns)
     if is_saved_dataset(spec.data_dir):
         saved, fingerprint = read_saved_dataset(spec.data_dir, columns)
         splits = {name: RawSplit.of(path, "arrow", examples) for name, (path, examples) in saved.items()}
     else:
         splits, fingerprint = _read_split_files(find_split_files(spec.data_dir), columns)
-    return _checked_corpus(splits, fingerprint)
+    return _checked_corpus(splits, fingerprint, task, spec.label_column)
 
 
 def _read_split_files(files: dict[str, SplitFile], columns: Columns) -> tuple[dict[str, RawSplit], str]:
@@ -123,27 +125,51 @@ def _read_split_files(files: dict[str, SplitFile], columns: Columns) -> tuple[di
     return splits, digest.hexdigest()
 
 
-def _checked_corpus(splits: dict[str, RawSplit], fingerprint: str) -> Corpus:
+def _checked_corpus(splits: dict[str, RawSplit], fingerprint: str, task: str, label_column: str) -> Corpus:
     for split in splits.values():
         if not split.texts:
             raise DataError(f"{split.path}: " + ("has a header row but no examples" if split.fmt in ("tsv", "csv")
                                                  else "has no examples"))
-    label_names = tuple(sorted(set(splits["train"].labels), key=label_sort_key))
-    train_path = splits["train"].path
-    if len(label_names) < 2:
-        raise DataError(
-            f"{train_path}: every example has label {label_names[0]!r}; a classifier needs at least two classes"
-        )
+    train = splits["train"]
+    if task == "regression":
+        if len(set(train.labels)) < 2:
+            raise DataError(f"{train.path}: every example has score {train.labels[0]!r}; regression needs scores "
+                            "that differ")
+        return Corpus(train, splits["dev"], splits["test"], (label_column,), fingerprint, task)
+    if task == "multi-label":
+        label_names = tuple(sorted({n for names in train.labels for n in names}, key=label_sort_key))  # type: ignore[union-attr]
+        if not label_names:
+            raise DataError(f"{train.path}: no example has a label; multi-label needs at least one")
+    else:
+        label_names = tuple(sorted(set(train.labels), key=label_sort_key))
+        _check_not_scores(train, label_names)
+        if len(label_names) < 2:
+            raise DataError(f"{train.path}: every example has label {label_names[0]!r}; a classifier needs at "
+                            "least two classes")
     known = set(label_names)
     for name in ("dev", "test"):
         split = splits[name]
         for i, label in enumerate(split.labels):
-            if label not in known:
+            unknown = [n for n in (label if isinstance(label, tuple) else (label,)) if n not in known]
+            if unknown:
                 raise DataError(
-                    f"{split.where(i)}: label {label!r} does not occur in {train_path} "
+                    f"{split.where(i)}: label {unknown[0]!r} does not occur in {train.path} "
                     f"(train labels: {', '.join(label_names)})"
                 )
-    return Corpus(splits["train"], splits["dev"], splits["test"], label_names, fingerprint)
+    return Corpus(train, splits["dev"], splits["test"], label_names, fingerprint, task)
+
+
+def _check_not_scores(train: RawSplit, names: tuple[str, ...]) -> None:
+    """Single-label labels that are all numbers, some not whole (``3.8``), are scores: say so."""
+    try:
+        values = [float(name) for name in names]
+    except ValueError:
+        return
+    fractional = next((n for n, v in zip(names, values) if not v.is_integer()), None)
+    if fractional is not None:
+        i = train.labels.index(fractional)
+        raise DataError(f"{train.where(i)}: label {fractional!r} is a number that is not whole, and every label in "
+                        f"{train.path} is a number: these look like scores (did you mean --task regression?)")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -154,7 +180,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def encode_split(split: RawSplit, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int],
-                 max_length: int) -> datasets.Dataset:
+                 max_length: int, task: str = "single-label") -> datasets.Dataset:
     """Tokenise once, truncating to ``max_length`` and padding nothing (batches pad themselves)."""
     import datasets
 
@@ -166,7 +192,7 @@ def encode_split(split: RawSplit, tokenizer: PreTrainedTokenizerBase, label2id: 
         padding=False,
     )
     columns = {key: encoded[key] for key in encoded}
-    columns["labels"] = [label2id[label] for label in split.labels]
+    columns["labels"] = encode_labels(split.labels, task, label2id)
     columns["length"] = [len(ids) for ids in encoded["input_ids"]]
     return datasets.Dataset.from_dict(columns)
 
@@ -174,5 +200,21 @@ def encode_split(split: RawSplit, tokenizer: PreTrainedTokenizerBase, label2id: 
 def encode_corpus(corpus: Corpus, tokenizer: PreTrainedTokenizerBase, max_length: int) -> EncodedSplits:
     label2id = corpus.label2id
     return EncodedSplits(
-        *(encode_split(corpus.split(name), tokenizer, label2id, max_length) for name in SPLITS)
+        *(encode_split(corpus.split(name), tokenizer, label2id, max_length, corpus.task) for name in SPLITS)
     )
+
+
+def encode_labels(labels: tuple[Label, ...], task: str, label2id: dict[str, int]) -> list[Any]:
+    """The ``labels`` column the model's loss takes: class ids (single-label), 0/1 vectors over ``label2id``'s
+    labels as floats (multi-label: BCE), the scores (regression: MSE)."""
+    if task == "regression":
+        return [float(label) for label in labels]  # type: ignore[arg-type]
+    if task == "multi-label":
+        rows = []
+        for names in labels:
+            row = [0.0] * len(label2id)
+            for name in names:  # type: ignore[union-attr]
+                row[label2id[name]] = 1.0
+            rows.append(row)
+        return rows
+    return [label2id[label] for label in labels]  # type: ignore[index]

@@ -8,21 +8,27 @@ every error.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Union
 
 from optuna_seqclf.errors import DataError
 
 LINE_FORMATS = ("tsv", "csv", "jsonl")  # errors name a line; the others (parquet, arrow) a row
+# A class name (single-label), a sorted tuple of names (multi-label) or a number (regression): ``data.labels``
+Label = Union[str, tuple[str, ...], float]  # noqa: UP007  # a runtime alias
 
 
 @dataclass(frozen=True)
 class Columns:
-    """Which columns to read. With ``label_required`` False the label is read when the file has it."""
+    """Which columns to read, and what a label is (``task``). With ``label_required`` False the label is read
+    when the file has it. ``label_columns``: multi-label's wide layout, one 0/1 column per label."""
 
     text: str = "sentence"
     label: str = "Label"
     pair: str | None = None
     label_required: bool = True
+    task: str = "single-label"
+    label_separator: str = ","
+    label_columns: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class Example:
     number: int
     text: str
     pair: str | None
-    label: str | None
+    label: Label | None
 
 
 def where(name: str, fmt: str, number: int) -> str:
@@ -47,7 +53,7 @@ def checked_text(value: Any, at: str, what: str, column: str | None) -> str:
         raise DataError(f"{at}: the {what} column {column!r} is empty")
     if value is None:
         raise DataError(f"{at}: the {what} column {column!r} is empty (null)")
-    raise DataError(f"{at}: the {what} column {column!r} holds {_describe(value)}, not text")
+    raise DataError(f"{at}: the {what} column {column!r} holds {describe(value)}, not text")
 
 
 def checked_label(value: Any, at: str, column: str | None) -> str:
@@ -62,10 +68,10 @@ def checked_label(value: Any, at: str, column: str | None) -> str:
         raise DataError(f"{at}: the label column {column!r} is empty")
     if value is None:
         raise DataError(f"{at}: the label column {column!r} is empty (null)")
-    raise DataError(f"{at}: the label column {column!r} holds {_describe(value)}; a label is a name or a whole number")
+    raise DataError(f"{at}: the label column {column!r} holds {describe(value)}; a label is a name or a whole number")
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     if isinstance(value, dict):

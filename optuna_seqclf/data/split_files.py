@@ -87,8 +87,10 @@ def read_saved_dataset(folder: Path, columns: Columns) -> tuple[dict[str, tuple[
             raise DataError(f"{folder}: the saved dataset has {problem} (its splits: {', '.join(saved)}); it needs "
                             "train, validation (or dev) and test")
         dataset = saved[present[0]]
-        class_names = {col: list(feature.names) for col, feature in dataset.features.items()
-                       if isinstance(feature, datasets.ClassLabel)}
+        class_names = {col: list(inner.names) for col, feature in dataset.features.items()
+                       # a list of ClassLabels (multi-label) names its classes on the inner feature
+                       for inner in (getattr(feature, "feature", feature),)
+                       if isinstance(inner, datasets.ClassLabel)}
         where_ = folder / present[0]
         digest.update(split.encode() + b"\0" + _files_digest(where_))
         out[split] = (where_, dataset_examples(dataset.with_format("arrow")[:], class_names, str(where_), columns))

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from optuna_seqclf.data.arrow_formats import parquet_examples
-from optuna_seqclf.data.records import Columns, Example, checked_label, checked_text
+from optuna_seqclf.data.labels import label_of, wide_columns, wide_label
+from optuna_seqclf.data.records import Columns, Example, Label, checked_text
 from optuna_seqclf.errors import DataError
 
 FORMAT_OF_SUFFIX = {".txt": "tsv", ".tsv": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -55,7 +56,7 @@ class _Header:
     """The column positions of a header row, found in any case."""
 
     def __init__(self, name: str, where_: str, header: list[str], columns: Columns, kind: str) -> None:
-        self.name, self.header, self.kind = name, header, kind
+        self.name, self.header, self.kind, self.columns = name, header, kind, columns
         lowered = [h.strip().lower() for h in header]
 
         def find(wanted: str, option: str) -> int:
@@ -68,7 +69,9 @@ class _Header:
         self.text = find(columns.text, "--text-column")
         self.pair = find(columns.pair, "--text-pair-column") if columns.pair else None
         has_label = columns.label.lower() in lowered
-        self.label = find(columns.label, "--label-column") if columns.label_required or has_label else None
+        self.wide = [header.index(c) for c in wide_columns(header, columns, where_)] if columns.label_columns else []
+        self.label = find(columns.label, "--label-column") \
+            if not self.wide and (columns.label_required or has_label) else None
 
     def example(self, number: int, fields: list[str]) -> Example:
         if len(fields) != len(self.header):
@@ -78,7 +81,11 @@ class _Header:
         at = f"{self.name}:{number}"
         pair = checked_text(fields[self.pair], at, "text-pair", self.header[self.pair]) \
             if self.pair is not None else None
-        label = checked_label(fields[self.label], at, self.header[self.label]) if self.label is not None else None
+        label: Label | None = None
+        if self.wide:
+            label = wide_label(((self.header[i], fields[i]) for i in self.wide), at)
+        elif self.label is not None:
+            label = label_of(fields[self.label], at, self.header[self.label], self.columns)
         return Example(number, checked_text(fields[self.text], at, "text", self.header[self.text]), pair, label)
 
 
@@ -144,15 +151,21 @@ def _jsonl_examples(lines: Iterator[tuple[int, str]], name: str, columns: Column
             raise DataError(f"{at}: a JSON {_json_type(record)} where an object is expected (one object per line, "
                             f"e.g. {{\"{columns.text}\": \"...\", \"{columns.label}\": \"...\"}})")
         if use_label is None:
-            use_label = _key(record, columns.label) is not None
+            use_label = columns.label_columns is not None or _key(record, columns.label) is not None
         seen = True
         yield Example(number, checked_text(_value(record, columns.text, at, "--text-column"), at, "text", columns.text),
                       checked_text(_value(record, columns.pair, at, "--text-pair-column"), at, "text-pair",
                                    columns.pair) if columns.pair else None,
-                      checked_label(_value(record, columns.label, at, "--label-column"), at, columns.label)
-                      if use_label else None)
+                      _jsonl_label(record, at, columns) if use_label else None)
     if not seen and not empty_ok:
         raise DataError(f"{name}: file is empty; expected one JSON object per line")
+
+
+def _jsonl_label(record: dict[str, Any], at: str, columns: Columns) -> Label:
+    if columns.label_columns:
+        return wide_label(((key, record[key]) for key in wide_columns(record, columns, at)), at)
+    key = _key(record, columns.label)
+    return label_of(_value(record, columns.label, at, "--label-column"), at, key, columns)
 
 
 def _key(record: dict[str, Any], wanted: str) -> str | None:

@@ -177,7 +177,7 @@ def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool
                 chunk.pairs.append(example.pair)
             if example.label is not None:
                 chunk.labels = chunk.labels if chunk.labels is not None else []
-                chunk.labels.append(example.label)
+                chunk.labels.append(str(example.label))  # read as single-label: a class name
             if len(chunk.texts) == chunk_size:
                 yield chunk
                 chunk = Chunk([], [] if source.text_pair_column else None, None)

@@ -23,6 +23,7 @@ from optuna_seqclf.settings import MachineSettings
 from optuna_seqclf.training.loop import logits_by_batch, pad_id_of
 from optuna_seqclf.training.metrics import metrics_from_confusion
 from optuna_seqclf.training.model import load_tokenizer, resolve_device
+from optuna_seqclf.training.outputs import task_of
 from optuna_seqclf.training.replica_folder import (
     SUMMARY_FILE,
     check_complete,
@@ -76,6 +77,8 @@ class Predictor:
         if any(other != labels[0] for other in labels):
             raise ModelLoadError(f"{self.folders[0].parent}: the replicas do not share one label set")
         self.labels: tuple[str, ...] = labels[0]
+        # what the outputs are (``training.outputs``): softmax over classes, a sigmoid per label, or the score
+        self.task = task_of(configs[0])
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(str(self.folders[0]))
         self.max_seq_length = max_seq_length or _trained_length(self.folders[0], self.tokenizer, configs[0])
         weights = sum(_weights_bytes(folder) for folder in self.folders)
@@ -166,7 +169,8 @@ class Predictor:
         out = np.empty((len(split), len(self.labels)), dtype=np.float32)
         for rows, logits, _ in logits_by_batch(model, split, pad_id_of(self.tokenizer), batch_size,
                                                self.machine.precision):
-            out[rows] = torch.softmax(logits, dim=-1).cpu().numpy()
+            out[rows] = (torch.sigmoid(logits) if self.task == "multi-label" else logits if self.task == "regression"
+                         else torch.softmax(logits, dim=-1)).cpu().numpy()
         return out
 
 

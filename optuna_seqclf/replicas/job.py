@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from optuna_seqclf.data.corpus import encode_labels
 from optuna_seqclf.errors import ModelLoadError, OutputError, StudyError
 from optuna_seqclf.hooks import Progress, StepHook
 from optuna_seqclf.interrupts import InterruptGate, gated_interrupts
@@ -24,8 +25,9 @@ from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
 from optuna_seqclf.study.artifacts import KeptWeights, WeightsUnavailable, fetch_weights
 from optuna_seqclf.study.schema import HISTORY_ATTR
 from optuna_seqclf.training.loop import FineTuneResult, Trainer, evaluate, fine_tune, from_weights
-from optuna_seqclf.training.metrics import below_baseline_reason, classification_metrics, failed_run_reason
+from optuna_seqclf.training.metrics import below_baseline_reason
 from optuna_seqclf.training.model import trained_on
+from optuna_seqclf.training.outputs import decide_from_probabilities, task_metrics
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.replica_folder import COMPLETE_MARKER, read_results, remove_stale_temp, write_replica
 from optuna_seqclf.training.tracking import Tracker, log_to
@@ -108,8 +110,9 @@ class ReplicaJob:
             total = sum(self.probabilities[seed][index] for seed in folders if seed not in reused)
             if loaded is not None:
                 total = total + loaded.predict_proba(split.texts, split.pairs) * len(reused)
-            truth = np.array([corpus.label2id[label] for label in split.labels])
-            metrics = classification_metrics(truth, np.asarray(total).argmax(axis=1))
+            mean = np.asarray(total) / len(folders)  # the threshold of multi-label reads a mean, not a sum
+            truth = np.asarray(encode_labels(split.labels, corpus.task, corpus.label2id))
+            metrics = task_metrics(corpus.task, truth, decide_from_probabilities(corpus.task, mean))
             scores.update({f"{name}_{key}": metrics[key] for key in ("f1", "micro_f1", "accuracy")})
         self._track_ensemble(tuple(folders), scores)
         return EnsembleResult(tuple(folders), **scores)
@@ -153,7 +156,7 @@ class ReplicaJob:
                                      fetch_weights(self.store, kept, Path(tmp)),
                                      self.prepared.encoded(self.settings.max_seq_length).dev, self.prepared.tokenizer,
                                      self.machine, kept.train_metrics, kept.log_history,
-                                     trial.user_attrs.get(HISTORY_ATTR, []))
+                                     trial.user_attrs.get(HISTORY_ATTR, []), self.settings.task)
             except ModelLoadError as exc:
                 raise WeightsUnavailable(str(exc)) from None
         return tuned, {"trained_on": kept.trained_on, "from_trial": {
@@ -184,10 +187,9 @@ class ReplicaJob:
             test = evaluate(tuned.model, encoded.test, self.prepared.tokenizer, self.machine.eval_batch_size,
                             self.machine.precision)
             for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
-                for name in ("f1", "accuracy", "loss"):
-                    run.track(name, metrics[name], step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
-            failed = failed_run_reason(np.asarray(encoded.dev["labels"]), tuned.dev.predictions,
-                                       tuned.dev.metrics["f1"], self.prepared.corpus.label_names)
+                for name, value in metrics.items():
+                    run.track(name, value, step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
+            failed = self.prepared.failed_run(tuned.dev)
             run.note("failed_run", failed or "")
             write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name, failed, origin)
             os.replace(tmp, final)

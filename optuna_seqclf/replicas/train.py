@@ -16,7 +16,7 @@ from optuna_seqclf.errors import OutputError, StudyError
 from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.replicas.job import ReplicaJob
 from optuna_seqclf.replicas.results import ReplicasResult, origin_line, summary_json
-from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings
+from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
 from optuna_seqclf.study.artifacts import kept_by_seed, reading_store
 from optuna_seqclf.study.queue import incomplete_grid
 from optuna_seqclf.study.record import StudyRecord
@@ -32,6 +32,14 @@ from optuna_seqclf.training.tracking import check_log_dir, make_tracker
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
+
+
+def check_replicable(settings: TrainSettings) -> None:
+    """Refuse, before anything trains, a task whose replicas cannot be written yet: regression replicas have no
+    F1 nor accuracy for their results and summary (issue 25: `tune` does regression; replicas come next)."""
+    if settings.task == "regression":
+        raise StudyError("replicas of --task regression are not built yet: `tune` finds its best point (dev "
+                         "Pearson or Spearman), `train` and `run` cannot train its replicas")
 
 
 def check_writable(output_dir: Path) -> None:
@@ -61,6 +69,7 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     study recorded; ``none``: train every seed). The calling process's settings are left as they are."""
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     record = StudyRecord.from_study(study)
+    check_replicable(record.settings)
     selection = select(study)
     best = selection.best
     if best is None:

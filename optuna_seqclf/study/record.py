@@ -52,22 +52,25 @@ class StudyRecord:
     # Stored fields that make trials comparable: a resume must agree on all of them.
     IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
                 "max_steps", "max_seq_length", "seed", "batching", "metric", "text_column", "label_column",
-                "text_pair_column")
+                "text_pair_column", "task", "label_separator", "label_columns")
 
     @classmethod
     def build(cls, spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace,
               fingerprint: str) -> StudyRecord:
         return cls(replace(data, data_dir=data.data_dir.resolve()), settings, space, spec.config_name,
-                   spec.task_name, fingerprint, Metric(spec.metric).stored, GRID_ORDER, spec.confirm_top,
-                   spec.confirm_seeds, spec.max_retries, spec.artifact_store or "none")
+                   spec.task_name, fingerprint, Metric.for_task(spec.metric, settings.task).stored, GRID_ORDER,
+                   spec.confirm_top, spec.confirm_seeds, spec.max_retries, spec.artifact_store or "none")
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> StudyRecord:
-        data = DataSpec(Path(raw["data_dir"]), raw["text_column"], raw["label_column"], raw["text_pair_column"])
+        # studies made before --task read as single-label, with the reading options' defaults
+        columns = raw.get("label_columns")
+        data = DataSpec(Path(raw["data_dir"]), raw["text_column"], raw["label_column"], raw["text_pair_column"],
+                        raw.get("label_separator", ","), tuple(columns) if columns is not None else None)
         settings = TrainSettings(model=raw["model"], tokenizer=raw["tokenizer"], epochs=raw["epochs"],
                                  max_steps=raw["max_steps"], max_seq_length=raw["max_seq_length"], seed=raw["seed"],
                                  # studies made before --batching trained length-grouped batches
-                                 batching=raw.get("batching", "grouped"))
+                                 batching=raw.get("batching", "grouped"), task=raw.get("task", "single-label"))
         space = SearchSpace(tuple(raw["batch_sizes"]), tuple(raw["learning_rates"]))
         return cls(data, settings, space, raw["config_name"], raw["task_name"], raw["data_fingerprint"],
                    raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"),
@@ -84,6 +87,8 @@ class StudyRecord:
     def to_json(self) -> dict[str, Any]:
         flat = {"data_dir": str(self.data.data_dir), "text_column": self.data.text_column,
                 "label_column": self.data.label_column, "text_pair_column": self.data.text_pair_column,
+                "label_separator": self.data.label_separator,
+                "label_columns": None if self.data.label_columns is None else list(self.data.label_columns),
                 **asdict(self.settings), "batch_sizes": list(self.space.batch_sizes),
                 "learning_rates": list(self.space.learning_rates), "config_name": self.config_name,
                 "task_name": self.task_name, "data_fingerprint": self.data_fingerprint, "metric": self.metric,

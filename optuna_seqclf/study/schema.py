@@ -18,4 +18,5 @@ KEEP_ERROR_ATTR = "kept_weights_error"  # trial: why its weights could not be ke
 SELECTION_ATTR = "selection"  # study: the chosen point and its evidence, as `tune` last computed them
 DEV_ACCURACY_ATTR, DEV_MICRO_F1_ATTR, DEV_LOSS_ATTR = "dev_accuracy", "dev_micro_f1", "dev_loss"
 DEV_F1_ATTR, DEV_MCC_ATTR, DEV_CLASS_F1_ATTR = "dev_macro_f1", "dev_mcc", "dev_f1_per_class"
+DEV_METRICS_ATTR = "dev_metrics"  # trial: every dev score of its task (``training.outputs.task_metrics``)
 TRAIN_RUNTIME_ATTR, EVAL_RUNTIME_ATTR, TRAIN_LOSS_ATTR = "train_runtime", "eval_runtime", "train_loss"

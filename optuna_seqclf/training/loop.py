@@ -21,9 +21,9 @@ import numpy as np
 from optuna_seqclf.data.batches import TensorSplit, collate, epoch_batches
 from optuna_seqclf.hooks import EpochHook, LogHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
-from optuna_seqclf.training.metrics import classification_metrics, per_class_f1
 from optuna_seqclf.training.model import load_model, load_weights, on_device, own_weights, resolve_device
 from optuna_seqclf.training.optim import GradientNorm, adamw, autocast_dtype, clip_gradients
+from optuna_seqclf.training.outputs import decide, loss_sum, per_label_f1, task_metrics, task_of
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Metrics on one split, the predicted label ids and the class probabilities (softmax), in the split's order."""
+    """Metrics on one split, the predictions and probabilities (``training.outputs.decide``: label ids and the
+    softmax for single-label), in the split's order."""
 
     metrics: dict[str, float]
     predictions: np.ndarray
@@ -99,27 +100,25 @@ def logits_by_batch(model: PreTrainedModel, split: TensorSplit, pad_id: int, bat
 
 def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTrainedTokenizerBase,
              batch_size: int, precision: str = "fp32") -> EvalResult:
-    """Loss and metrics on ``dataset``; batches of similar length, predictions back in input order."""
-    import torch
-
+    """Loss and metrics on ``dataset`` for the model's task (``training.outputs``); batches of similar length,
+    predictions back in input order."""
     was_training = model.training
     model.eval()
+    task = task_of(model.config)
     split = TensorSplit.from_dataset(dataset)
     id2label: dict[Any, str] = dict(model.config.id2label or {})
     num_labels = int(model.config.num_labels or len(id2label))
     logits = np.empty((len(split), num_labels), dtype=np.float32)
-    loss_sum = 0.0
+    total = 0.0
     for rows, out, target in logits_by_batch(model, split, pad_id_of(tokenizer), batch_size, precision):
-        loss_sum += float(torch.nn.functional.cross_entropy(out, target, reduction="sum"))
+        total += loss_sum(task, out, target)
         logits[rows] = out.cpu().numpy()
     model.train(was_training)
-    predictions = logits.argmax(axis=-1)
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    metrics = classification_metrics(split.labels, predictions)
-    metrics["loss"] = loss_sum / max(1, len(dataset))
+    predictions, probabilities = decide(task, logits)
+    metrics = task_metrics(task, split.labels, predictions)
+    metrics["loss"] = total / max(1, len(dataset))
     names = [str(id2label.get(i, i)) for i in range(num_labels)]
-    return EvalResult(metrics, predictions, shifted / shifted.sum(axis=-1, keepdims=True),
-                      per_class_f1(split.labels, predictions, names))
+    return EvalResult(metrics, predictions, probabilities, per_label_f1(task, split.labels, predictions, names))
 
 
 def fine_tune(
@@ -167,12 +166,13 @@ def fine_tune(
 
 def from_weights(model_name: str, id2label: dict[int, str], file: Path, dev: datasets.Dataset,
                  tokenizer: PreTrainedTokenizerBase, machine: MachineSettings, train_metrics: dict[str, float],
-                 log_history: list[dict[str, float]], history: list[dict[str, float]]) -> FineTuneResult:
+                 log_history: list[dict[str, float]], history: list[dict[str, float]],
+                 task: str = "single-label") -> FineTuneResult:
     """What ``fine_tune`` returned for a model whose weights were saved (``model.save_weights``): the model
     rebuilt from ``file`` on the machine's device and evaluated on ``dev`` again; its training records as
     they were kept. A file that does not fit the model is a ModelLoadError."""
     device = resolve_device(machine)
-    model = load_weights(model_name, id2label, file)
+    model = load_weights(model_name, id2label, file, task)
     with on_device(device):
         model.to(device)  # type: ignore[arg-type]
         begun = time.perf_counter()
@@ -205,7 +205,7 @@ class _Loop:
 
         self.device = device = torch.device(device_name)
         set_seed(seed)  # before the model: the new classification head is initialised from this seed
-        model = load_model(model_name, id2label)
+        model = load_model(model_name, id2label, settings.task)
         # in place, as nn.Module.to is; transformers wraps PreTrainedModel.to in a decorator that mistypes it
         model.to(device)  # type: ignore[arg-type]
         self.model = own_weights(model)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optuna_seqclf.errors import ConfigError, ModelLoadError, first_line
-from optuna_seqclf.settings import MachineSettings
+from optuna_seqclf.settings import PROBLEM_TYPES, MachineSettings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -88,14 +88,16 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_model(name: str, id2label: dict[int, str]) -> PreTrainedModel:
-    """A sequence classifier from ``name`` with a fresh head for our labels (seed first for the head)."""
+def load_model(name: str, id2label: dict[int, str], task: str = "single-label") -> PreTrainedModel:
+    """A sequence classifier from ``name`` with a fresh head for our labels (seed first for the head), its
+    ``problem_type`` set for ``task`` (the loss: cross-entropy, BCE per label, MSE on the one output)."""
     from transformers import AutoModelForSequenceClassification
 
     _check_local_path(name, "model")
     try:
         return AutoModelForSequenceClassification.from_pretrained(
             name,
+            problem_type=PROBLEM_TYPES[task],
             num_labels=len(id2label),
             id2label=id2label,
             label2id={label: i for i, label in id2label.items()},
@@ -152,13 +154,13 @@ def save_weights(model: PreTrainedModel, folder: Path) -> Path:
     return folder / "model.safetensors"
 
 
-def load_weights(name: str, id2label: dict[int, str], file: Path) -> PreTrainedModel:
+def load_weights(name: str, id2label: dict[int, str], file: Path, task: str = "single-label") -> PreTrainedModel:
     """``name``'s model with our labels' head, its every weight then replaced by ``file``'s (``save_weights``);
     a file whose tensors do not fit the model exactly (a weight left out is allowed only when it is tied to
     one the file has) is a ModelLoadError."""
     from safetensors.torch import load_file
 
-    model = load_model(name, id2label)
+    model = load_model(name, id2label, task)
     try:
         state = load_file(str(file))
         missing, unexpected = model.load_state_dict(state, strict=False)

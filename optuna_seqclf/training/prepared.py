@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from optuna_seqclf.data.corpus import Corpus, EncodedSplits, encode_corpus, read_corpus
+from optuna_seqclf.data.corpus import Corpus, EncodedSplits, encode_corpus, encode_labels, read_corpus
 from optuna_seqclf.settings import DataSpec, MachineSettings, TrainSettings
+from optuna_seqclf.training.loop import EvalResult
 from optuna_seqclf.training.model import check_device, check_model_config, load_tokenizer
+from optuna_seqclf.training.outputs import failed_run
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -21,6 +23,15 @@ class Prepared:
         self.tokenizer = tokenizer
         self._encoded: dict[int, EncodedSplits] = {}
 
+    def failed_run(self, dev: EvalResult) -> str | None:
+        """Why a run with this dev evaluation counts as failed (``training.outputs.failed_run``), or None."""
+        import numpy as np
+
+        corpus = self.corpus
+        train_truth = np.asarray(corpus.train.labels, np.float64) if corpus.task == "regression" else None
+        truth = np.asarray(encode_labels(corpus.dev.labels, corpus.task, corpus.label2id))
+        return failed_run(corpus.task, truth, dev.predictions, dev.metrics, corpus.label_names, train_truth)
+
     def encoded(self, max_seq_length: int) -> EncodedSplits:
         """The three splits tokenised (truncated to ``max_seq_length``, not padded); tokenised only once."""
         if max_seq_length not in self._encoded:
@@ -33,7 +44,7 @@ def prepare(data: DataSpec, settings: TrainSettings, machine: MachineSettings | 
 
     Every input problem is raised here, before any model is trained.
     """
-    corpus = read_corpus(data)
+    corpus = read_corpus(data, settings.task)
     check_device(machine or MachineSettings())
     tokenizer = load_tokenizer(settings.tokenizer_name)
     check_model_config(settings.model, tokenizer)

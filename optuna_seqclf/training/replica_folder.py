@@ -91,7 +91,7 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
         "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": MAX_GRAD_NORM,
         "trained_on": origin.get("trained_on"), "from_trial": origin.get("from_trial"),
     })
-    names = [corpus.label_names[i] for i in test.predictions]
+    names = prediction_lines(corpus.task, test.predictions, corpus.label_names)
     (tmp / "test_predictions.txt").write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
     (tmp / f"predict_results_{task_name}.txt").write_text(
         "index\tprediction\n" + "".join(f"{i}\t{n}\n" for i, n in enumerate(names)), encoding="utf-8")
@@ -101,6 +101,16 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     merged["failed_run"] = failed_run
     merged["from_trial"] = (origin.get("from_trial") or {}).get("trial")
     write_json(tmp / COMPLETE_MARKER, merged)
+
+
+def prediction_lines(task: str, predictions: Any, label_names: Sequence[str]) -> list[str]:
+    """Each prediction as a line of text: the class name; the labels' names joined by commas (multi-label,
+    empty for none); the score (regression)."""
+    if task == "regression":
+        return [f"{float(score):.6g}" for score in predictions]
+    if task == "multi-label":
+        return [",".join(name for name, on in zip(label_names, row) if on) for row in predictions]
+    return [label_names[i] for i in predictions]
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

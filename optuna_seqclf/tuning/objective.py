@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import optuna
 
 from optuna_seqclf.errors import first_line
@@ -27,6 +26,7 @@ from optuna_seqclf.study.schema import (
     DEV_F1_ATTR,
     DEV_LOSS_ATTR,
     DEV_MCC_ATTR,
+    DEV_METRICS_ATTR,
     DEV_MICRO_F1_ATTR,
     DUPLICATE_ATTR,
     ERROR_ATTR,
@@ -39,7 +39,6 @@ from optuna_seqclf.study.schema import (
     TRAIN_RUNTIME_ATTR,
 )
 from optuna_seqclf.training.loop import FineTuneResult, Trainer, fine_tune, planned_epochs
-from optuna_seqclf.training.metrics import failed_run_reason
 from optuna_seqclf.training.model import save_weights, trained_on
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
@@ -93,24 +92,29 @@ class Objective:
             trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
             raise
         else:
-            failed = failed_run_reason(np.asarray(encoded.dev["labels"]), result.dev.predictions,
-                                       result.dev.metrics["f1"], self.prepared.corpus.label_names)
+            failed = self.prepared.failed_run(result.dev)
             run.note("failed_run", failed or "")
         finally:
             run.close()
         if failed is not None:
             trial.set_user_attr(FAILED_RUN_ATTR, failed)
         metrics = result.dev.metrics
-        for name, value in ((DEV_ACCURACY_ATTR, metrics["accuracy"]), (DEV_MICRO_F1_ATTR, metrics["micro_f1"]),
-                            (DEV_F1_ATTR, metrics["f1"]), (DEV_MCC_ATTR, metrics["mcc"]),
-                            (DEV_CLASS_F1_ATTR, result.dev.per_class_f1),
+        # the scores every task's tables read, where the task has them (regression has no F1 nor accuracy); all
+        # of them in DEV_METRICS_ATTR
+        for name, key in ((DEV_ACCURACY_ATTR, "accuracy"), (DEV_MICRO_F1_ATTR, "micro_f1"), (DEV_F1_ATTR, "f1"),
+                          (DEV_MCC_ATTR, "mcc")):
+            if key in metrics:
+                trial.set_user_attr(name, metrics[key])
+        for name, value in ((DEV_METRICS_ATTR, metrics), (DEV_CLASS_F1_ATTR, result.dev.per_class_f1),
                             (DEV_LOSS_ATTR, metrics["loss"]), (EVAL_RUNTIME_ATTR, result.eval_seconds),
                             (TRAIN_RUNTIME_ATTR, result.train_metrics.get("train_runtime", 0.0)),
                             (TRAIN_LOSS_ATTR, result.train_metrics.get("train_loss", float("nan")))):
             trial.set_user_attr(name, value)
         if self.store is not None and result.model is not None:
-            self._keep_weights(trial, TrialResult(trial.number, hp, metrics[self.metric.key], metrics["accuracy"],
-                                                  metrics["micro_f1"], metrics["loss"], (), failed),
+            nan = float("nan")
+            self._keep_weights(trial, TrialResult(trial.number, hp, metrics[self.metric.key],
+                                                  metrics.get("accuracy", nan), metrics.get("micro_f1", nan),
+                                                  metrics["loss"], (), failed),
                                result, seed, confirming=confirm_seed is not None)
         return metrics[self.metric.key]
 
@@ -162,9 +166,10 @@ def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune:
     prune: never after ``last_epoch``, when the trial has been trained in full and pruning saves nothing (it would
     throw away a finished score and its weights)."""
     history: list[dict[str, float]] = []
-    names = tuple(dict.fromkeys(("f1", "accuracy", "loss", metric.key)))
+    wanted = tuple(dict.fromkeys(("f1", "accuracy", "loss", metric.key)))
 
     def after_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        names = [name for name in wanted if name in metrics]  # regression has no F1 nor accuracy
         for name in names:
             run.track(name, metrics[name], step=epoch, subset="eval", epoch=epoch)
         trial.report(metrics[metric.key], epoch)  # optuna-dashboard draws intermediate values as learning curves
