@@ -76,7 +76,7 @@ def test_jsonl_keys_any_case_and_label_types() -> None:
     ('{"sentence": null, "Label": 1}\n', "train.jsonl:1: the text column 'sentence' is empty (null)"),
     ('{"sentence": "ok"}\n', "train.jsonl:1: no key 'Label' in the object (keys: 'sentence'); pass --label-column"),
     ('{"sentence": "ok", "Label": null}\n', "train.jsonl:1: the label column 'Label' is empty (null)"),
-    ('{"sentence": "ok", "Label": 0.5}\n', "a label is a name or a whole number"),
+    ('{"sentence": "ok", "Label": 0.5}\n', "not a class name or whole number (did you mean --task regression?)"),
     ("\n\n", "train.jsonl: file is empty"),
 ])
 def test_bad_jsonl(text: str, message: str) -> None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import optuna_seqclf.replicas.job as replicas_lib
 from optuna_seqclf.cli.commands import cli
 from optuna_seqclf.predict.predictor import Predictor
+from optuna_seqclf.training.loop import EvalResult
+from optuna_seqclf.training.prepared import Prepared
 
 
 def test_a_failed_replica_is_replaced_and_left_out(workdir: Path, learnable: tuple[Path, Path],
@@ -21,13 +21,13 @@ def test_a_failed_replica_is_replaced_and_left_out(workdir: Path, learnable: tup
     tuned = runner.invoke(cli, ["tune", str(data), "--model", str(model), "--study-name", "fr", "--no-track",
                                 "--batch-sizes", "16", "--learning-rates", "1e-2", "--epochs", "8"])
     assert tuned.exit_code == 0, tuned.output
-    real, calls = replicas_lib.failed_run_reason, []
+    real, calls = Prepared.failed_run, []
 
-    def first_fails(labels: np.ndarray, predictions: np.ndarray, f1: float, names: tuple[str, ...]) -> str | None:
-        calls.append(f1)  # the first replica trained (seed 1) is judged a failed run; the rest as they are
-        return "simulated failure" if len(calls) == 1 else real(labels, predictions, f1, names)
+    def first_fails(self: Prepared, dev: EvalResult) -> str | None:
+        calls.append(dev.metrics["f1"])  # the first replica (seed 1) is judged a failed run; the rest as they are
+        return "simulated failure" if len(calls) == 1 else real(self, dev)
 
-    monkeypatch.setattr(replicas_lib, "failed_run_reason", first_fails)
+    monkeypatch.setattr(Prepared, "failed_run", first_fails)
     trained = runner.invoke(cli, ["train", "--study-name", "fr", "-o", "out", "--seeds", "1,2", "--no-track",
                                   "--replace-failed"])
     assert trained.exit_code == 0, trained.output
@@ -46,7 +46,7 @@ def test_a_failed_replica_is_replaced_and_left_out(workdir: Path, learnable: tup
     assert failed["failed_run"] == "simulated failure"
     assert Predictor.from_pretrained(workdir / "out").seeds == (2, 3)  # predict's ensemble is train's
     # a rerun reuses all three and agrees
-    monkeypatch.setattr(replicas_lib, "failed_run_reason", real)
+    monkeypatch.setattr(Prepared, "failed_run", real)
     again = runner.invoke(cli, ["train", "--study-name", "fr", "-o", "out", "--seeds", "1,2", "--no-track",
                                 "--replace-failed"])
     assert again.exit_code == 0, again.output

@@ -56,10 +56,10 @@ def reference_steps(model_name: str, id2label: dict[int, str], batch: dict[str, 
     return initial, {name: p.detach().clone() for name, p in model.named_parameters()}, norms
 
 
-def in_float64(name: str, id2label: dict[int, str]) -> torch.nn.Module:
+def in_float64(name: str, id2label: dict[int, str], task: str = "single-label") -> torch.nn.Module:
     """The model in double precision: rounding then cannot hide a difference in the maths (in fp32, Adam turns
     the rounding noise of gradients that are zero in exact arithmetic, like a key bias's, into visible steps)."""
-    return load_model(name, id2label).double()
+    return load_model(name, id2label, task).double()
 
 
 @pytest.mark.parametrize("rows", ["sparse", "dense"])
