@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from optuna_seqclf.hooks import Progress, StepHook, silent
-from optuna_seqclf.replicas import ReplicasResult, check_replicable, check_writable, train_replicas
+from optuna_seqclf.replicas import ReplicasResult, check_writable, train_replicas
 from optuna_seqclf.settings import DEFAULT_SEEDS, DataSpec, MachineSettings, SearchSpace, StudySpec, TrainSettings
 from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.prepared import prepare
@@ -39,7 +39,6 @@ def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_d
     every trial and replica (``fine_tune`` unless a caller swaps it).
     """
     machine = machine or MachineSettings()
-    check_replicable(settings)
     check_log_dir(log_dir)
     prepared = prepare(data, settings, machine)
     check_writable(output_dir)

@@ -43,6 +43,7 @@ PROBLEM_TYPES = {"single-label": "single_label_classification", "multi-label": "
                  "regression": "regression"}
 # --metric: what the grid maximises, per task, the task's default first. Each names a key of the task's
 # metrics (``training.outputs.task_metrics``). MSE and MAE are reported for regression but not maximised.
+THRESHOLDS = ("fixed", "tuned")  # multi-label decisions: at 0.5, or per label as tuned on dev
 TASK_METRICS: dict[str, tuple[str, ...]] = {
     "single-label": ("macro-f1", "micro-f1", "accuracy", "mcc"),
     "multi-label": ("micro-f1", "macro-f1", "samples-f1", "subset-accuracy"),
@@ -244,12 +245,19 @@ class TrainSettings:
     seed: int = 1
     batching: str = DEFAULT_BATCHING
     task: str = "single-label"  # ``TASKS``: the head and the loss
+    # multi-label: a label at probability 0.5 (fixed), or at a threshold per label chosen on dev (tuned)
+    thresholds: str = "fixed"
 
     def __post_init__(self) -> None:
         if not self.model:
             raise ConfigError("model must not be empty", "model")
         if self.task not in TASKS:
             raise ConfigError(f"task {self.task!r}: use one of {', '.join(TASKS)}", "task")
+        if self.thresholds not in THRESHOLDS:
+            raise ConfigError(f"thresholds {self.thresholds!r}: use one of {', '.join(THRESHOLDS)}", "thresholds")
+        if self.thresholds == "tuned" and self.task != "multi-label":
+            raise ConfigError(f"--thresholds tuned is for --task multi-label (a label per threshold), not {self.task}",
+                              "thresholds")
         object.__setattr__(self, "epochs", float(self.epochs))
         if not (self.epochs > 0 and math.isfinite(self.epochs)):
             raise ConfigError(f"epochs must be above 0, got {self.epochs}", "epochs")

@@ -27,3 +27,17 @@ def test_summary_json_keeps_the_layout_of_replicas_summary() -> None:
     assert out["mean"] == pytest.approx({"dev_f1": 0.6, "test_f1": 0.7, "test_accuracy": 0.8})
     assert out["std"]["test_f1"] == pytest.approx(0.141421, abs=1e-6)
     assert out["ci95"]["dev_f1"][0] < 0.6 < out["ci95"]["dev_f1"][1]
+
+
+def test_each_task_summarises_its_own_columns() -> None:
+    rows = [{"dev_pearson": 0.8, "test_pearson": 0.7, "test_spearman": 0.6, "dev_f1": 0.1},
+            {"dev_pearson": 0.6, "test_pearson": 0.5, "test_spearman": 0.4, "dev_f1": 0.1}]
+    summary = Summary.of(rows, "regression")
+    assert summary.columns == ("dev_pearson", "test_pearson", "test_spearman")
+    assert summary.headers == ("Dev Pearson", "Test Pearson", "Test Spearman")
+    assert summary.test.mean == pytest.approx(0.6) and summary.dev.mean == pytest.approx(0.7)
+    assert sorted(summary.to_json()["mean"]) == ["dev_pearson", "test_pearson", "test_spearman"]
+    multi = Summary.of([{"dev_micro_f1": 0.5, "test_micro_f1": 0.4, "test_f1": 0.3}], "multi-label")
+    assert multi.headline == "micro-F1" and multi["test_f1"].mean == 0.3
+    with pytest.raises(KeyError):  # a row without the task's columns
+        Summary.of([{"dev_f1": 0.5}], "regression")

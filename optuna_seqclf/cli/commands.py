@@ -82,7 +82,7 @@ def _print_tune_result(result: Any, model: str) -> None:
     else:
         click.echo(f"Best Configuration is {result.best.point.batch_size} {result.best.point.learning_rate!r}")
         click.echo(f"Best {result.metric.short} is {result.best.value!r}")
-    for note in selection_notes(result.selection, result.points, result.metric):
+    for note in selection_notes(result.selection, result.points, result.metric, result.task):
         click.echo(note)
     for p in result.failed_points:
         where = f"Not complete: batch size {p.point.batch_size}, learning rate {p.point.learning_rate!r}"
@@ -96,14 +96,15 @@ def _print_tune_result(result: Any, model: str) -> None:
 
 def _print_replicas(result: Any) -> None:
     from optuna_seqclf.report.tables import replicas_table
+    from optuna_seqclf.training.outputs import TRIVIAL
     from optuna_seqclf.training.replica_folder import SUMMARY_FILE
 
     click.echo(replicas_table(result.replicas, result.summary, result.ensemble, result.summary_all))
+    trivial = TRIVIAL[result.summary.task]
     if result.failed and len(result.failed) == len(result.replicas):
-        click.echo("Every replica is a failed run (no better than the majority class on dev); "
-                   f"{ADVICE}.")
+        click.echo(f"Every replica is a failed run (no better than {trivial} on dev); {ADVICE}.")
     elif result.failed:
-        click.echo(f"Failed runs (no better than the majority class on dev): seed(s) "
+        click.echo(f"Failed runs (no better than {trivial} on dev): seed(s) "
                    f"{','.join(str(r.seed) for r in result.failed)}; left out of the mean and the ensemble"
                    " (--replace-failed trains other seeds in their place).")
     click.echo(f"Replicas and {result.output_dir / SUMMARY_FILE} written to {result.output_dir}")
@@ -114,7 +115,7 @@ def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSetting
     from optuna_seqclf.tuning.names import default_study
 
     settings = TrainSettings(_resolve_model(p["model"], p["quiet"]), p["tokenizer"], p["epochs"], p["max_steps"],
-                             p["max_seq_length"], p["seed"], p["batching"], p["task"])
+                             p["max_seq_length"], p["seed"], p["batching"], p["task"], p["thresholds"])
     name, task, storage, note = default_study(p["study_name"], p["storage"], p["config_name"],
                                               p["model"] or DEFAULT_MODEL_NAME, p["task_name"], p["data_dir"])
     if note and not p["quiet"]:
@@ -144,7 +145,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
          epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
          workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str | None, accept_changes: bool,
          artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
-         label_separator: str, label_columns: tuple[str, ...] | None,
+         label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str,
          eval_batch_size: int, threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
          quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
@@ -200,7 +201,7 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
         epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
         workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str | None, accept_changes: bool,
         artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
-        label_separator: str, label_columns: tuple[str, ...] | None,
+        label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str,
         output_dir: Path, seeds: tuple[int, ...],
         replace_failed: bool, eval_batch_size: int, threads: int | None, device: str | None, precision: str,
         log_dir: Path, no_track: bool, quiet: bool) -> None:

@@ -28,6 +28,7 @@ from optuna_seqclf.settings import (
     PRECISIONS,
     PRUNERS,
     TASKS,
+    THRESHOLDS,
     parse_float_list,
     parse_int_list,
     parse_seeds,
@@ -90,16 +91,23 @@ data_options = options_group(
     click.option("--text-pair-column", default=None, help="Second text column, for sentence-pair tasks."),
 )
 
-task_options = options_group(
-    click.option("--task", type=click.Choice(TASKS), default="single-label", show_default=True,
-                 help="What a label is: one class per text (single-label), zero or more of a fixed set "
-                      "(multi-label) or a number (regression). Part of the study (docs/tasks.md)."),
+label_layout_options = options_group(
     click.option("--label-separator", default=",", show_default=True,
                  help="multi-label in TSV/CSV: the separator between the names in the label column."),
     click.option("--label-columns", default=None,
                  callback=parsed(lambda text: tuple(c.strip() for c in text.split(","))),
                  help="multi-label, the wide layout: one 0/1 column per label (comma list, or * for every column "
                       "but the text and the pair)."),
+)
+
+task_options = options_group(
+    click.option("--task", type=click.Choice(TASKS), default="single-label", show_default=True,
+                 help="What a label is: one class per text (single-label), zero or more of a fixed set "
+                      "(multi-label) or a number (regression). Part of the study (docs/tasks.md)."),
+    label_layout_options,
+    click.option("--thresholds", type=click.Choice(THRESHOLDS), default="fixed", show_default=True,
+                 help="multi-label: predict a label at probability 0.5 (fixed), or at a threshold per label "
+                      "chosen on dev (tuned; kept with the model; the dev score is then optimistic, docs/tasks.md)."),
 )
 
 artifact_store_option = click.option(
@@ -185,8 +193,8 @@ replica_options = options_group(
     click.option("--seeds", default="1,2,3,4,5", show_default=True, callback=parsed(parse_seeds),
                  help="Comma list of seeds, one replica each."),
     click.option("--replace-failed", is_flag=True,
-                 help="When a replica is a failed run (no better than the majority class), train the next "
-                      "unused seed in its place."),
+                 help="When a replica is a failed run (no better than a trivial predictor: the majority class, the "
+                      "same labels for every text, the train mean), train the next unused seed in its place."),
 )
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from optuna_seqclf.cli.console import Console
-from optuna_seqclf.cli.options import config_option, data_options, fail_cleanly
+from optuna_seqclf.cli.options import config_option, data_options, fail_cleanly, label_layout_options
 from optuna_seqclf.predict.files import (
     FORMATS,
     InputSpec,
@@ -17,7 +17,7 @@ from optuna_seqclf.predict.files import (
     predict_file,
     write_metrics,
 )
-from optuna_seqclf.predict.predictor import Evaluation, Predictor
+from optuna_seqclf.predict.predictor import EVALUATION_METRICS, Evaluation, Predictor
 from optuna_seqclf.report.tables import confusion_table
 from optuna_seqclf.runtime import configure_process
 from optuna_seqclf.settings import PRECISIONS, MachineSettings
@@ -34,10 +34,12 @@ from optuna_seqclf.settings import PRECISIONS, MachineSettings
                    "one example per line); auto: from the extension (.csv, .jsonl, .parquet; otherwise, and for "
                    "stdin, TSV).")
 @data_options
-@click.option("--probabilities", is_flag=True, help="One more column per class: its probability.")
-@click.option("--confusion", is_flag=True, help="With a label column: print the confusion matrix too.")
+@label_layout_options
+@click.option("--probabilities", is_flag=True, help="One more column per class or label: its probability.")
+@click.option("--confusion", is_flag=True, help="With a label column (single-label): print the confusion matrix too.")
 @click.option("--metrics-json", default=None, type=click.Path(path_type=Path),
-              help="With a label column: write macro-F1, micro-F1, accuracy and the confusion matrix here.")
+              help="With a label column: write the scores here (macro-F1, micro-F1, accuracy and the confusion "
+                   "matrix; the multi-label and regression metrics for those models).")
 @click.option("--batch-size", default=128, show_default=True, type=int, help="Examples per forward pass.")
 @click.option("--max-seq-length", default=None, type=int,
               help="Longer texts are truncated (default: the length the model was trained with).")
@@ -48,13 +50,15 @@ from optuna_seqclf.settings import PRECISIONS, MachineSettings
 @config_option
 @fail_cleanly
 def predict(model: Path, input_path: str, output: Path | None, replica: int | None, input_format: str,
-            text_column: str, label_column: str, text_pair_column: str | None, probabilities: bool,
+            text_column: str, label_column: str, text_pair_column: str | None, label_separator: str,
+            label_columns: tuple[str, ...] | None, probabilities: bool,
             confusion: bool, metrics_json: Path | None, batch_size: int, max_seq_length: int | None,
             device: str | None, precision: str, threads: int | None, quiet: bool) -> None:
     """Predict labels for INPUT (a file, or - for stdin) with MODEL: a replica or any Hugging Face
-    sequence-classification folder, or a replicas folder written by `train` (its seed ensemble)."""
+    sequence-classification folder, or a replicas folder written by `train` (its seed ensemble). Multi-label
+    models give the labels predicted, regression models the score."""
     source = InputSpec(None if input_path == "-" else Path(input_path), input_format, text_column, label_column,
-                       text_pair_column)
+                       text_pair_column, label_separator, label_columns)
     check_output(output)
     if metrics_json is not None:
         check_writable_file(metrics_json)
@@ -62,7 +66,9 @@ def predict(model: Path, input_path: str, output: Path | None, replica: int | No
     configure_process(threads)
     console = Console(quiet)
     predictor = Predictor.from_pretrained(model, replica=replica, machine=machine, max_seq_length=max_seq_length)
-    console.line(f"Predicting with the {predictor.kind} ({', '.join(predictor.labels)})")
+    what = {"regression": "a score", "multi-label": "multi-label: "}.get(predictor.task, "")
+    what += "" if predictor.task == "regression" else ", ".join(predictor.labels)
+    console.line(f"Predicting with the {predictor.kind} ({what})")
     result = predict_file(predictor, source, output, stream=sys.stdout,
                           probabilities=probabilities, on_progress=console.count_hook)
     console.done()
@@ -78,12 +84,12 @@ def _report(evaluation: Evaluation, name: str, confusion: bool, *, to_stderr: bo
     """The scores (on stderr when the predictions go to stdout), the confusion matrix, the metrics file."""
     m = evaluation.metrics
     if evaluation.examples:
-        click.echo(f"{name}: {evaluation.examples:,} labelled examples: macro-F1 {m['f1']:.4f}, micro-F1 "
-                   f"{m['micro_f1']:.4f}, accuracy {m['accuracy']:.4f}", err=to_stderr)
+        scores = ", ".join(f"{label} {m[key]:.4f}" for key, label in EVALUATION_METRICS[evaluation.task])
+        click.echo(f"{name}: {evaluation.examples:,} labelled examples: {scores}", err=to_stderr)
     if evaluation.unknown:
         click.echo(f"{name}: {evaluation.unknown:,} example(s) have a label the model does not know "
                    f"(it knows {', '.join(evaluation.labels)}); they are left out of the scores", err=True)
-    if confusion and evaluation.examples:
+    if confusion and evaluation.examples and evaluation.task == "single-label":
         click.echo(confusion_table(evaluation.labels, evaluation.confusion), err=to_stderr)
     if metrics_json is not None:
         write_metrics(metrics_json, evaluation)

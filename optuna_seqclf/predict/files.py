@@ -19,14 +19,14 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import Any, BinaryIO, TextIO
 
 import numpy as np
 
-from optuna_seqclf.data.records import Columns, Example
+from optuna_seqclf.data.records import Columns, Example, Label
 from optuna_seqclf.data.text_formats import format_of, numbered_lines, read_examples
 from optuna_seqclf.errors import ConfigError, DataError, OutputError
-from optuna_seqclf.predict.predictor import Evaluation, Predictor
+from optuna_seqclf.predict.predictor import Evaluation, Predictor, Tally
 
 FORMATS = ("auto", "tsv", "csv", "jsonl", "parquet", "lines")
 OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
@@ -47,6 +47,9 @@ class InputSpec:
     text_column: str = "sentence"
     label_column: str = "Label"
     text_pair_column: str | None = None
+    # a multi-label model's labels in a TSV/CSV label column, or in the wide layout (as ``tune`` reads them)
+    label_separator: str = ","
+    label_columns: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.format not in FORMATS:
@@ -68,7 +71,7 @@ class InputSpec:
 class Chunk:
     texts: list[str]
     pairs: list[str] | None
-    labels: list[str] | None
+    labels: list[Label] | None
 
 
 @dataclass(frozen=True)
@@ -107,9 +110,11 @@ def check_writable_file(path: Path) -> None:
 
 
 def write_metrics(path: Path, evaluation: Evaluation) -> None:
-    """The scores and the confusion matrix as JSON, written under a temporary name and renamed."""
+    """The scores (and the confusion matrix, single-label) as JSON, written under a temporary name and renamed."""
     payload = {**evaluation.metrics, "examples": evaluation.examples, "unknown_labels": evaluation.unknown,
-               "labels": list(evaluation.labels), "confusion": [list(row) for row in evaluation.confusion]}
+               "labels": list(evaluation.labels), "task": evaluation.task}
+    if evaluation.task == "single-label":
+        payload["confusion"] = [list(row) for row in evaluation.confusion]
     with _atomic_output(path, None) as fh:
         fh.write(json.dumps(payload, indent=2) + "\n")
 
@@ -120,51 +125,51 @@ def predict_file(predictor: Predictor, source: InputSpec, output: Path | None = 
     """Predict every example of ``source`` into ``output`` (or ``stream`` when there is no output file)."""
     check_output(output)
     fmt = output_format(output)
-    with _checked_input(source) as path:
-        confusion = np.zeros((len(predictor.labels),) * 2, dtype=np.int64)
-        unknown, done, has_labels = 0, 0, False
+    with _checked_input(source, predictor.task) as path:
+        tally, done, has_labels = Tally(predictor), 0, False
         with _atomic_output(output, stream) as out:
-            writer = _RowWriter(out, fmt, predictor.labels, probabilities)
-            for chunk in read_chunks(path, source, chunk_size):
+            writer = _RowWriter(out, fmt, predictor, probabilities)
+            for chunk in read_chunks(path, source, chunk_size, task=predictor.task):
                 probs = predictor.predict_proba(chunk.texts, chunk.pairs, batch_size)
                 writer.rows(done, probs)
                 if chunk.labels is not None:
                     has_labels = True
-                    part = predictor.score(probs.argmax(axis=1), chunk.labels)
-                    confusion += np.asarray(part.confusion, dtype=np.int64)
-                    unknown += part.unknown
+                    tally.add(probs, chunk.labels)
                 done += len(chunk.texts)
                 if on_progress is not None:
                     on_progress(done)
-    evaluation = Evaluation.of(confusion, unknown, predictor.labels) if has_labels else None
-    return FilePrediction(done, output, evaluation)
+    return FilePrediction(done, output, tally.evaluation() if has_labels else None)
 
 
 # --- reading -----------------------------------------------------------------------------------
 
 @contextlib.contextmanager
-def _checked_input(source: InputSpec) -> Iterator[Path]:
-    """The input's path after every line was checked; stdin is spooled to a temporary file first."""
+def _checked_input(source: InputSpec, task: str) -> Iterator[Path]:
+    """The input's path after every line was checked (labels as ``task`` reads them); stdin is spooled to a
+    temporary file first."""
     if source.path is not None:
         if not source.path.is_file():
             raise DataError(f"{source.path}: {'is a folder' if source.path.is_dir() else 'file not found'}")
-        for _ in read_chunks(source.path, source, CHUNK, check_only=True):
+        for _ in read_chunks(source.path, source, CHUNK, check_only=True, task=task):
             pass
         yield source.path
         return
     with tempfile.NamedTemporaryFile(prefix="seqclf-stdin-", delete=False) as spool:
         shutil.copyfileobj(sys.stdin.buffer, spool)
     try:
-        for _ in read_chunks(Path(spool.name), source, CHUNK, check_only=True):
+        for _ in read_chunks(Path(spool.name), source, CHUNK, check_only=True, task=task):
             pass
         yield Path(spool.name)
     finally:
         os.unlink(spool.name)
 
 
-def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool = False) -> Iterator[Chunk]:
-    """The examples of ``path`` in chunks of ``chunk_size``, checked one by one (file:line or row errors)."""
-    columns = Columns(source.text_column, source.label_column, source.text_pair_column, label_required=False)
+def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool = False,
+                task: str = "single-label") -> Iterator[Chunk]:
+    """The examples of ``path`` in chunks of ``chunk_size``, checked one by one (file:line or row errors), their
+    labels (when the file has them) read as the model's ``task`` reads them."""
+    columns = Columns(source.text_column, source.label_column, source.text_pair_column, label_required=False,
+                      task=task, label_separator=source.label_separator, label_columns=source.label_columns)
     with path.open("rb") as fh:
         examples = _plain_lines(fh, source.name) if source.input_format == "lines" else \
             read_examples(fh, source.input_format, source.name, columns, empty_ok=True)
@@ -177,7 +182,7 @@ def read_chunks(path: Path, source: InputSpec, chunk_size: int, check_only: bool
                 chunk.pairs.append(example.pair)
             if example.label is not None:
                 chunk.labels = chunk.labels if chunk.labels is not None else []
-                chunk.labels.append(str(example.label))  # read as single-label: a class name
+                chunk.labels.append(example.label)
             if len(chunk.texts) == chunk_size:
                 yield chunk
                 chunk = Chunk([], [] if source.text_pair_column else None, None)
@@ -214,31 +219,53 @@ def _atomic_output(output: Path | None, stream: TextIO | None) -> Iterator[TextI
 
 
 class _RowWriter:
-    """Rows ``index, label, score`` (and one probability per class) as TSV, CSV or JSON lines."""
+    """One row per example, as TSV, CSV or JSON lines, as the model's task says: ``index, label, score`` (the
+    class and its probability); ``index, labels`` (the labels predicted, joined by commas); ``index, score``
+    (regression). With ``probabilities``, one more column per class or label: its probability."""
 
-    def __init__(self, out: TextIO, fmt: str, labels: tuple[str, ...], probabilities: bool) -> None:
-        self.out, self.fmt, self.labels, self.probabilities = out, fmt, labels, probabilities
-        header = ["index", "label", "score", *(f"p_{name}" for name in labels if probabilities)]
+    def __init__(self, out: TextIO, fmt: str, predictor: Predictor, probabilities: bool) -> None:
+        self.out, self.fmt, self.predictor = out, fmt, predictor
+        self.labels, self.task = predictor.labels, predictor.task
+        self.probabilities = probabilities and self.task != "regression"
+        kind = {"single-label": ["label", "score"], "multi-label": ["labels"], "regression": ["score"]}[self.task]
+        header = ["index", *kind, *(f"p_{name}" for name in self.labels if self.probabilities)]
         if fmt == "tsv":
             out.write("\t".join(header) + "\n")
         elif fmt == "csv":
             csv.writer(out, lineterminator="\n").writerow(header)
 
     def rows(self, first_index: int, probs: np.ndarray) -> None:
-        best = probs.argmax(axis=1)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n") if self.fmt == "csv" else None
-        for offset, (b, row) in enumerate(zip(best, probs)):
-            index, label, score = first_index + offset, self.labels[b], f"{row[b]:.6f}"
+        for offset, (decided, row) in enumerate(zip(self.predictor.decide(probs), probs)):
+            index = first_index + offset
             if self.fmt == "jsonl":
-                record: dict[str, object] = {"index": index, "label": label, "score": round(float(row[b]), 6)}
-                if self.probabilities:
-                    record["probabilities"] = {name: round(float(p), 6) for name, p in zip(self.labels, row)}
-                buffer.write(json.dumps(record, ensure_ascii=False) + "\n")
+                buffer.write(json.dumps(self._record(index, decided, row), ensure_ascii=False) + "\n")
                 continue
-            cells = [str(index), label, score, *(f"{p:.6f}" for p in row if self.probabilities)]
+            cells = [str(index), *self._cells(decided, row), *(f"{p:.6f}" for p in row if self.probabilities)]
             if writer is not None:
                 writer.writerow(cells)
             else:
                 buffer.write("\t".join(cells) + "\n")
         self.out.write(buffer.getvalue())
+
+    def _cells(self, decided: Any, row: np.ndarray) -> list[str]:
+        if self.task == "regression":
+            return [f"{float(decided):.6g}"]
+        if self.task == "multi-label":
+            return [",".join(name for name, on in zip(self.labels, decided) if on)]
+        return [self.labels[int(decided)], f"{row[int(decided)]:.6f}"]
+
+    def _record(self, index: int, decided: Any, row: np.ndarray) -> dict[str, object]:
+        """A JSON line: the class and its probability; the labels and theirs; the score."""
+        record: dict[str, object] = {"index": index}
+        if self.task == "regression":
+            record["score"] = round(float(decided), 6)
+        elif self.task == "multi-label":
+            chosen = [i for i, on in enumerate(decided) if on]
+            record.update(labels=[self.labels[i] for i in chosen], scores=[round(float(row[i]), 6) for i in chosen])
+        else:
+            record.update(label=self.labels[int(decided)], score=round(float(row[int(decided)]), 6))
+        if self.probabilities:
+            record["probabilities"] = {name: round(float(p), 6) for name, p in zip(self.labels, row)}
+        return record

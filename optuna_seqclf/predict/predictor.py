@@ -1,8 +1,11 @@
 """Use trained models: labels and probabilities from one model, or from the seed ensemble of a replicas folder.
 
 A ``Predictor`` is one Hugging Face sequence-classification folder (a replica or any other), or the
-replicas folder ``train`` writes, whose replicas' softmax probabilities are averaged (averaging seeds is
-the most reliable fix known for fine-tuning instability). Texts are tokenised once, sorted by length and
+replicas folder ``train`` writes, whose replicas' probabilities are averaged (averaging seeds is the most
+reliable fix known for fine-tuning instability). What the outputs mean follows the model's task (its
+``problem_type``, ``training.outputs``): the softmax's most probable class; the labels whose sigmoid reaches
+their threshold (multi-label: 0.5, or as tuned on dev and kept with the model); the score (regression, the
+mean of the replicas' scores). Texts are tokenised once, sorted by length and
 padded per batch, and every model runs over them in inference mode; no per-example Python work.
 Only safetensors weights are loaded, and never a model's own code.
 """
@@ -23,11 +26,12 @@ from optuna_seqclf.settings import MachineSettings
 from optuna_seqclf.training.loop import logits_by_batch, pad_id_of
 from optuna_seqclf.training.metrics import metrics_from_confusion
 from optuna_seqclf.training.model import load_tokenizer, resolve_device
-from optuna_seqclf.training.outputs import task_of
+from optuna_seqclf.training.outputs import decide_from_probabilities, task_metrics, task_of
 from optuna_seqclf.training.replica_folder import (
     SUMMARY_FILE,
     check_complete,
     ensemble_seeds,
+    ensemble_thresholds,
     replica_folders,
     seeds_text,
 )
@@ -35,26 +39,42 @@ from optuna_seqclf.training.replica_folder import (
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+    from optuna_seqclf.data.records import Label
+
 WEIGHTS_FILES = ("model.safetensors", "model.safetensors.index.json")
 HOLD_ALL_BYTES = 2 << 30  # an ensemble whose weights fit in this stays loaded; a larger one loads in turn
 
 
+# what ``predict`` prints of an evaluation, per task: (metrics key, name)
+EVALUATION_METRICS = {
+    "single-label": (("f1", "macro-F1"), ("micro_f1", "micro-F1"), ("accuracy", "accuracy")),
+    "multi-label": (("micro_f1", "micro-F1"), ("f1", "macro-F1"), ("samples_f1", "samples-F1"),
+                    ("subset_accuracy", "subset accuracy")),
+    "regression": (("pearson", "Pearson"), ("spearman", "Spearman"), ("mse", "MSE"), ("mae", "MAE")),
+}
+
+
 @dataclass(frozen=True)
 class Prediction:
-    label: str  # the predicted label's name (the model's id2label)
-    score: float  # its probability
-    probabilities: dict[str, float]  # every label's
+    """One text's prediction. ``label``: the class (single-label); the labels predicted, joined by commas
+    (multi-label, empty for none); the score as text (regression)."""
+
+    label: str
+    score: float  # the class's probability; the highest label probability (multi-label); the score itself
+    probabilities: dict[str, float]  # every label's (nothing for regression)
+    labels: tuple[str, ...] = ()  # the labels predicted (multi-label; the one class for single-label)
 
 
 @dataclass(frozen=True)
 class Evaluation:
     """Scores against known labels; examples whose label the model does not know are left out and counted."""
 
-    metrics: dict[str, float]  # f1 (macro), micro_f1, accuracy, mcc
+    metrics: dict[str, float]  # the task's (``training.outputs``): f1 (macro), micro_f1, accuracy, pearson, ...
     examples: int
     unknown: int
     labels: tuple[str, ...]
-    confusion: tuple[tuple[int, ...], ...]  # rows: the true label, columns: the predicted one, in ``labels`` order
+    confusion: tuple[tuple[int, ...], ...]  # single-label: rows the true label, columns the predicted one
+    task: str = "single-label"
 
     @classmethod
     def of(cls, confusion: np.ndarray, unknown: int, labels: tuple[str, ...]) -> Evaluation:
@@ -63,11 +83,51 @@ class Evaluation:
                    tuple(tuple(int(c) for c in row) for row in matrix))
 
 
+class Tally:
+    """A predictor's decisions against known labels, chunk by chunk: a confusion matrix for single-label (its
+    memory does not grow), the 0/1 rows or scores for the other tasks (what their metrics need)."""
+
+    def __init__(self, predictor: Predictor) -> None:
+        self.predictor = predictor
+        self.index = {name: i for i, name in enumerate(predictor.labels)}
+        self.confusion = np.zeros((len(predictor.labels),) * 2, dtype=np.int64)
+        self.truth: list[Any] = []
+        self.decided: list[Any] = []
+        self.unknown = 0
+
+    def add(self, probabilities: np.ndarray, labels: Sequence[Label]) -> None:
+        decided = self.predictor.decide(probabilities)
+        task = self.predictor.task
+        for label, guess in zip(labels, decided):
+            if task == "regression":
+                self.truth.append(float(label))  # type: ignore[arg-type]
+                self.decided.append(float(guess))
+                continue
+            names = tuple(label) if isinstance(label, tuple) else (str(label),)
+            if any(name not in self.index for name in names):
+                self.unknown += 1
+            elif task == "multi-label":
+                row = np.zeros(len(self.index), dtype=np.int8)
+                row[[self.index[name] for name in names]] = 1
+                self.truth.append(row)
+                self.decided.append(guess)
+            else:
+                self.confusion[self.index[names[0]], int(guess)] += 1
+
+    def evaluation(self) -> Evaluation:
+        labels, task = self.predictor.labels, self.predictor.task
+        if task == "single-label":
+            return Evaluation.of(self.confusion, self.unknown, labels)
+        metrics = task_metrics(task, np.asarray(self.truth), np.asarray(self.decided)) if self.truth else {}
+        return Evaluation(metrics, len(self.truth), self.unknown, labels, (), task)
+
+
 class Predictor:
     """One model, or several whose probabilities are averaged, sharing a tokenizer and a label set."""
 
     def __init__(self, folders: Sequence[Path], seeds: tuple[int, ...] | None = None,
-                 machine: MachineSettings | None = None, max_seq_length: int | None = None) -> None:
+                 machine: MachineSettings | None = None, max_seq_length: int | None = None,
+                 thresholds: Sequence[float] | None = None) -> None:
         self.folders = [Path(f) for f in folders]
         self.seeds = seeds
         self.machine = machine or MachineSettings()
@@ -79,6 +139,12 @@ class Predictor:
         self.labels: tuple[str, ...] = labels[0]
         # what the outputs are (``training.outputs``): softmax over classes, a sigmoid per label, or the score
         self.task = task_of(configs[0])
+        # multi-label: where each label is decided; given (the ensemble's, tuned on its dev), else the models'
+        # own (``--thresholds tuned`` keeps them in config.json; several models: their mean), else 0.5
+        own = [getattr(c, "thresholds", None) for c in configs]
+        if thresholds is None and all(t is not None for t in own):
+            thresholds = [float(x) for x in np.mean(np.asarray(own, dtype=np.float64), axis=0)]
+        self.thresholds: list[float] | None = None if thresholds is None else [float(t) for t in thresholds]
         self.tokenizer: PreTrainedTokenizerBase = load_tokenizer(str(self.folders[0]))
         self.max_seq_length = max_seq_length or _trained_length(self.folders[0], self.tokenizer, configs[0])
         weights = sum(_weights_bytes(folder) for folder in self.folders)
@@ -106,7 +172,8 @@ class Predictor:
             members = ensemble_seeds(path)
             replicas = {seed: folder for seed, folder in replicas.items() if members is None or seed in members}
         check_complete(path, replicas, replica is None)
-        return cls(list(replicas.values()), tuple(replicas), machine, max_seq_length)
+        return cls(list(replicas.values()), tuple(replicas), machine, max_seq_length,
+                   ensemble_thresholds(path) if replica is None else None)
 
     @property
     def kind(self) -> str:
@@ -119,7 +186,8 @@ class Predictor:
 
     def predict_proba(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                       batch_size: int | None = None) -> np.ndarray:
-        """Class probabilities, one row per text in input order: the models' softmax, averaged."""
+        """One row per text in input order, the models' outputs averaged: the softmax over the classes, a sigmoid
+        per label (multi-label), the score as one column (regression)."""
         probabilities = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
         if not texts:
             return probabilities.astype(np.float32)
@@ -130,29 +198,32 @@ class Predictor:
             probabilities += self._run(model, split, batch_size or self.machine.eval_batch_size)
         return (probabilities / len(self.folders)).astype(np.float32)
 
+    def decide(self, probabilities: np.ndarray) -> np.ndarray:
+        """``predict_proba``'s rows decided: class ids; 0/1 per label at the thresholds; the scores."""
+        return decide_from_probabilities(self.task, probabilities, self.thresholds)
+
     def predict(self, texts: Sequence[str], text_pairs: Sequence[str] | None = None,
                 batch_size: int | None = None) -> list[Prediction]:
         probabilities = self.predict_proba(texts, text_pairs, batch_size)
-        best = probabilities.argmax(axis=1)
-        return [Prediction(self.labels[b], float(row[b]), dict(zip(self.labels, map(float, row))))
-                for b, row in zip(best, probabilities)]
+        return [self._prediction(row, decided) for row, decided in zip(probabilities, self.decide(probabilities))]
 
-    def evaluate(self, texts: Sequence[str], labels: Sequence[str], text_pairs: Sequence[str] | None = None,
+    def _prediction(self, row: np.ndarray, decided: Any) -> Prediction:
+        if self.task == "regression":
+            return Prediction(f"{float(decided):.6g}", float(decided), {})
+        probabilities = dict(zip(self.labels, map(float, row)))
+        if self.task == "multi-label":
+            names = tuple(name for name, on in zip(self.labels, decided) if on)
+            return Prediction(",".join(names), float(row.max()) if len(row) else 0.0, probabilities, names)
+        return Prediction(self.labels[int(decided)], float(row[int(decided)]), probabilities,
+                          (self.labels[int(decided)],))
+
+    def evaluate(self, texts: Sequence[str], labels: Sequence[Label], text_pairs: Sequence[str] | None = None,
                  batch_size: int | None = None) -> Evaluation:
-        """Macro-F1, micro-F1, accuracy and the confusion matrix against ``labels`` (names)."""
-        return self.score(self.predict_proba(texts, text_pairs, batch_size).argmax(axis=1), labels)
-
-    def score(self, predicted: np.ndarray, labels: Sequence[str]) -> Evaluation:
-        """``Evaluation`` of predicted label ids against label names; names the model lacks are counted apart."""
-        index = {name: i for i, name in enumerate(self.labels)}
-        matrix = np.zeros((len(self.labels),) * 2, dtype=np.int64)
-        unknown = 0
-        for name, guess in zip(labels, np.asarray(predicted).tolist()):
-            if name in index:
-                matrix[index[name], guess] += 1
-            else:
-                unknown += 1
-        return Evaluation.of(matrix, unknown, self.labels)
+        """The task's scores against ``labels`` (class names; label-name tuples; numbers), with the confusion
+        matrix for single-label; examples with a label the model does not know are left out and counted."""
+        tally = Tally(self)
+        tally.add(self.predict_proba(texts, text_pairs, batch_size), labels)
+        return tally.evaluation()
 
     def _models(self) -> list[PreTrainedModel]:
         """The models, loaded once and kept when they fit in ``HOLD_ALL_BYTES``, else loaded in turn."""

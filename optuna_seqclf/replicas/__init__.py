@@ -2,7 +2,7 @@
 ``job`` makes each replica, ``results`` is what comes back and how it is written down."""
 
 from optuna_seqclf.replicas.results import EnsembleResult, ReplicaResult, ReplicasResult
-from optuna_seqclf.replicas.train import check_replicable, check_writable, train_replicas
+from optuna_seqclf.replicas.train import check_writable, train_replicas
 
-__all__ = ["EnsembleResult", "ReplicaResult", "ReplicasResult", "check_replicable", "check_writable",
+__all__ = ["EnsembleResult", "ReplicaResult", "ReplicasResult", "check_writable",
            "train_replicas"]

@@ -24,10 +24,11 @@ from optuna_seqclf.replicas.results import EnsembleResult, ReplicaResult
 from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
 from optuna_seqclf.study.artifacts import KeptWeights, WeightsUnavailable, fetch_weights
 from optuna_seqclf.study.schema import HISTORY_ATTR
+from optuna_seqclf.summary import headline_scores
 from optuna_seqclf.training.loop import FineTuneResult, Trainer, evaluate, fine_tune, from_weights
 from optuna_seqclf.training.metrics import below_baseline_reason
 from optuna_seqclf.training.model import trained_on
-from optuna_seqclf.training.outputs import decide_from_probabilities, task_metrics
+from optuna_seqclf.training.outputs import decide_from_probabilities, task_metrics, tune_thresholds
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.replica_folder import COMPLETE_MARKER, read_results, remove_stale_temp, write_replica
 from optuna_seqclf.training.tracking import Tracker, log_to
@@ -81,8 +82,7 @@ class ReplicaJob:
                     gate.check()
                     result = self.make(seed, final, _gated(gate, on_step), progress)
                     origin = "" if result.from_trial is None else f"from trial {result.from_trial}'s kept weights, "
-                    progress(f"seed {seed}: {origin}dev F1 {result.dev_f1:.4f}, test F1 {result.test_f1:.4f} "
-                             f"-> {final}")
+                    progress(f"seed {seed}: {origin}{headline_scores(self.settings.task, result.scores)} -> {final}")
                 results.append(result)
                 if result.failed_run is not None:
                     progress(f"seed {seed}: FAILED RUN, {result.failed_run}"
@@ -105,6 +105,7 @@ class ReplicaJob:
         if loaded is not None and loaded.labels != corpus.label_names:
             raise StudyError(f"{folders[reused[0]]}: its labels {loaded.labels} are not the data's "
                              f"{corpus.label_names}; train it again in another --output-dir")
+        thresholds = None
         for index, name in enumerate(("dev", "test")):
             split = corpus.split(name)
             total = sum(self.probabilities[seed][index] for seed in folders if seed not in reused)
@@ -112,10 +113,12 @@ class ReplicaJob:
                 total = total + loaded.predict_proba(split.texts, split.pairs) * len(reused)
             mean = np.asarray(total) / len(folders)  # the threshold of multi-label reads a mean, not a sum
             truth = np.asarray(encode_labels(split.labels, corpus.task, corpus.label2id))
-            metrics = task_metrics(corpus.task, truth, decide_from_probabilities(corpus.task, mean))
-            scores.update({f"{name}_{key}": metrics[key] for key in ("f1", "micro_f1", "accuracy")})
+            if name == "dev" and self.settings.thresholds == "tuned":  # the ensemble's own, on its dev mean
+                thresholds = tune_thresholds(truth, mean)
+            metrics = task_metrics(corpus.task, truth, decide_from_probabilities(corpus.task, mean, thresholds))
+            scores.update({f"{name}_{key}": value for key, value in metrics.items()})
         self._track_ensemble(tuple(folders), scores)
-        return EnsembleResult(tuple(folders), **scores)
+        return EnsembleResult(tuple(folders), scores, thresholds)
 
     def _track_ensemble(self, seeds: tuple[int, ...], scores: dict[str, float]) -> None:
         run = self.tracker.start(f"{self.study_name}/ensemble", {
@@ -156,7 +159,8 @@ class ReplicaJob:
                                      fetch_weights(self.store, kept, Path(tmp)),
                                      self.prepared.encoded(self.settings.max_seq_length).dev, self.prepared.tokenizer,
                                      self.machine, kept.train_metrics, kept.log_history,
-                                     trial.user_attrs.get(HISTORY_ATTR, []), self.settings.task)
+                                     trial.user_attrs.get(HISTORY_ATTR, []), self.settings.task,
+                                     self.settings.thresholds)
             except ModelLoadError as exc:
                 raise WeightsUnavailable(str(exc)) from None
         return tuned, {"trained_on": kept.trained_on, "from_trial": {
@@ -203,18 +207,18 @@ class ReplicaJob:
         finally:
             run.close()
         self.probabilities[seed] = (tuned.dev.probabilities, test.probabilities)
-        return ReplicaResult(seed, str(final), tuned.dev.metrics["f1"], tuned.dev.metrics["accuracy"],
-                             test.metrics["f1"], test.metrics["accuracy"], failed_run=failed,
+        scores = {**{f"dev_{k}": v for k, v in tuned.dev.metrics.items()},
+                  **{f"test_{k}": v for k, v in test.metrics.items()}}
+        return ReplicaResult(seed, str(final), scores, failed_run=failed,
                              from_trial=None if taken is None else taken[2])
 
     def _read_replica(self, path: Path, seed: int) -> ReplicaResult:
-        """A complete replica's scores; replicas written before failed runs were marked are judged by their
-        dev F1 against the majority baseline."""
+        """A complete replica's scores; (single-label) replicas written before failed runs were marked are judged
+        by their dev F1 against the majority baseline."""
         results = read_results(path)
         failed = results.get("failed_run")
-        if "failed_run" not in results:
+        if "failed_run" not in results and "eval_f1" in results:
             labels = np.asarray(self.prepared.encoded(self.settings.max_seq_length).dev["labels"])
             failed = below_baseline_reason(labels, float(results["eval_f1"]))
-        return ReplicaResult(seed, str(path), results["eval_f1"], results["eval_accuracy"], results["test_f1"],
-                             results["test_accuracy"], reused=True, failed_run=failed,
-                             from_trial=results.get("from_trial"))
+        return ReplicaResult.of_results(seed, str(path), results, reused=True, failed_run=failed,
+                                        from_trial=results.get("from_trial"))

@@ -15,13 +15,20 @@ from optuna_seqclf.summary import Summary
 class ReplicaResult:
     seed: int
     path: str
-    dev_f1: float
-    dev_accuracy: float
-    test_f1: float
-    test_accuracy: float
+    scores: dict[str, float]  # every metric of the task on dev and test: ``dev_f1``, ``test_pearson``, ...
     reused: bool = False  # its folder was complete already: read, not written
-    failed_run: str | None = None  # why it is no better than the majority class on dev
+    failed_run: str | None = None  # why it is no better than a trivial predictor on dev (the task's rule)
     from_trial: int | None = None  # the study's trial whose kept weights it is (None: trained by `train`)
+
+    def to_json(self) -> dict[str, Any]:
+        """Its row of replicas_summary.json: the scores at the top level, as before tasks (``dev_f1``, ...)."""
+        return {"seed": self.seed, "path": self.path, **self.scores, "reused": self.reused,
+                "failed_run": self.failed_run, "from_trial": self.from_trial}
+
+    @classmethod
+    def of_results(cls, seed: int, path: str, results: dict[str, Any], **extra: Any) -> ReplicaResult:
+        """From a replica's ``all_results.json`` (``eval_<metric>`` and ``test_<metric>``)."""
+        return cls(seed, path, split_scores(results), **extra)
 
 
 @dataclass(frozen=True)
@@ -47,15 +54,29 @@ class ReplicasResult:
 
 @dataclass(frozen=True)
 class EnsembleResult:
-    """The replicas' seed ensemble (softmax probabilities averaged) on dev and test, as ``predict`` runs it."""
+    """The replicas' seed ensemble on dev and test, as ``predict`` runs it: their probabilities averaged (their
+    scores, for regression), scored with the task's metrics (``dev_f1``, ``test_micro_f1``, ...)."""
 
     seeds: tuple[int, ...]
-    dev_f1: float
-    dev_micro_f1: float
-    dev_accuracy: float
-    test_f1: float
-    test_micro_f1: float
-    test_accuracy: float
+    scores: dict[str, float]
+    thresholds: list[float] | None = None  # multi-label, --thresholds tuned: per label, on the ensemble's dev
+
+    def to_json(self) -> dict[str, Any]:
+        """ensemble_results.json: the seeds and the scores at the top level, as before tasks; the thresholds
+        ``predict`` decides the ensemble's labels at (none: 0.5)."""
+        return {"seeds": list(self.seeds), **self.scores, "thresholds": self.thresholds}
+
+
+def split_scores(results: dict[str, Any]) -> dict[str, float]:
+    """``dev_<metric>`` / ``test_<metric>`` from a results dict's numbers named ``eval_<metric>`` / ``test_<metric>``
+    (not the sample counts)."""
+    out = {}
+    for key, value in results.items():
+        split, _, metric = key.partition("_")
+        if split in ("eval", "test") and metric != "samples" and isinstance(value, (int, float)) \
+                and not isinstance(value, bool):
+            out[f"{'dev' if split == 'eval' else 'test'}_{metric}"] = float(value)
+    return out
 
 
 def origin_line(results: list[ReplicaResult]) -> str:
@@ -77,6 +98,7 @@ def summary_json(out: ReplicasResult) -> dict[str, Any]:
     the top level, as before failed runs were marked), of all seeds, and of their ensemble."""
     # best_dev_f1: the file's key since 0.1, whatever the study's metric
     return {"best_dev_f1": out.best_dev_value, "params": asdict(out.params), "seeds": [r.seed for r in out.replicas],
-            "replicas": [asdict(r) for r in out.replicas], "failed_runs": [r.seed for r in out.failed],
+            "task": out.summary.task, "columns": list(out.summary.columns),
+            "replicas": [r.to_json() for r in out.replicas], "failed_runs": [r.seed for r in out.failed],
             **out.summary.to_json(), "all_seeds": None if out.summary_all is None else out.summary_all.to_json(),
-            "ensemble": asdict(out.ensemble)}
+            "ensemble": out.ensemble.to_json()}

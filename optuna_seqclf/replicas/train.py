@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,14 +16,14 @@ from optuna_seqclf.errors import OutputError, StudyError
 from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.replicas.job import ReplicaJob
 from optuna_seqclf.replicas.results import ReplicasResult, origin_line, summary_json
-from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings, TrainSettings
+from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings
 from optuna_seqclf.study.artifacts import kept_by_seed, reading_store
 from optuna_seqclf.study.queue import incomplete_grid
 from optuna_seqclf.study.record import StudyRecord
 from optuna_seqclf.study.schema import REPLICAS_ATTR
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
-from optuna_seqclf.summary import Summary
+from optuna_seqclf.summary import Summary, headline_scores
 from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.prepared import Prepared, prepare
 from optuna_seqclf.training.replica_folder import ENSEMBLE_FILE, SUMMARY_FILE, replica_dir_name, write_json_atomic
@@ -32,14 +32,6 @@ from optuna_seqclf.training.tracking import check_log_dir, make_tracker
 if TYPE_CHECKING:
     import optuna
     from optuna.trial import FrozenTrial
-
-
-def check_replicable(settings: TrainSettings) -> None:
-    """Refuse, before anything trains, a task whose replicas cannot be written yet: regression replicas have no
-    F1 nor accuracy for their results and summary (issue 25: `tune` does regression; replicas come next)."""
-    if settings.task == "regression":
-        raise StudyError("replicas of --task regression are not built yet: `tune` finds its best point (dev "
-                         "Pearson or Spearman), `train` and `run` cannot train its replicas")
 
 
 def check_writable(output_dir: Path) -> None:
@@ -69,7 +61,6 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     study recorded; ``none``: train every seed). The calling process's settings are left as they are."""
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     record = StudyRecord.from_study(study)
-    check_replicable(record.settings)
     selection = select(study)
     best = selection.best
     if best is None:
@@ -96,10 +87,10 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     progress(origin_line(results))
     kept = [r for r in results if r.failed_run is None] or results
     ensemble = job.score_ensemble({r.seed: Path(r.path) for r in kept})
-    progress(f"ensemble of seeds {','.join(str(r.seed) for r in kept)}: dev F1 {ensemble.dev_f1:.4f}, "
-             f"test F1 {ensemble.test_f1:.4f}")
-    summary = Summary.of([asdict(r) for r in kept])
-    summary_all = Summary.of([asdict(r) for r in results]) if len(kept) < len(results) else None
+    task = settings.task
+    progress(f"ensemble of seeds {','.join(str(r.seed) for r in kept)}: {headline_scores(task, ensemble.scores)}")
+    summary = Summary.of([r.to_json() for r in kept], task)
+    summary_all = Summary.of([r.to_json() for r in results], task) if len(kept) < len(results) else None
     out = ReplicasResult(study_name, hp, best.value, output_dir, results, summary, ensemble, summary_all)
     _write_summaries(study, out, storage_url, selection)
     return out
@@ -121,7 +112,7 @@ def _write_summaries(study: optuna.Study, out: ReplicasResult, storage_url: str,
     payload = {"study_name": out.study_name, "storage": storage_url,
                "best_trial": None if selection.best is None else selection.best.number,
                "selection": selection.to_json(), **summary_json(out)}
-    write_json_atomic(out.output_dir / ENSEMBLE_FILE, asdict(out.ensemble))
+    write_json_atomic(out.output_dir / ENSEMBLE_FILE, out.ensemble.to_json())
     write_json_atomic(out.output_dir / SUMMARY_FILE, payload)
     study.set_user_attr(REPLICAS_ATTR, {**payload, "output_dir": str(out.output_dir.resolve())})
 

@@ -105,7 +105,8 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
     selection = select(study)
     replicas = study.user_attrs.get(REPLICAS_ATTR)
     if replicas:  # the mean shown beside the replicas leaves failed runs out, as `train` prints it
-        summary = Summary.of([r for r in replicas["replicas"] if not r.get("failed_run")] or replicas["replicas"])
+        summary = Summary.of([r for r in replicas["replicas"] if not r.get("failed_run")] or replicas["replicas"],
+                             replicas.get("task", "single-label"))
     else:
         summary = None
     scores = [p.result.value for p in points if p.state == "COMPLETE" and p.result is not None]
@@ -123,9 +124,11 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
         if curves:
             figures.append(plots.learning_curves(curves, output_dir / "learning_curves.png", study_name))
         if replicas and summary:
+            test = summary.columns[1]
             figures.append(plots.replicas([r["seed"] for r in replicas["replicas"]],
-                                          [r["test_f1"] for r in replicas["replicas"]], summary.test_f1,
-                                          output_dir / "replicas_test_f1.png", study_name))
+                                          [r[test] for r in replicas["replicas"]], summary.test,
+                                          output_dir / "replicas_test_f1.png", study_name,
+                                          summary.headers[1].replace("Test F1", "Test macro-F1")))
         markdown = output_dir / "report.md"
         text = _markdown(study_name, storage_url, record, points, selection, budget, bool(curves), replicas, summary,
                          _class_f1(study, selection), study.user_attrs.get(COMMAND_CONFIG_ATTR))
@@ -167,11 +170,13 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
     best = selection.best
     if best is not None:
         lines.append(f"- **Best configuration: batch size {best.point.batch_size}, learning rate "
-                     f"{best.point.learning_rate:g}** (trial {best.number}, dev {metric.label} {best.value:.4f}, "
-                     f"dev accuracy {best.dev_accuracy:.4f}; chosen by {selection.rule} dev {metric.short})")
+                     f"{best.point.learning_rate:g}** (trial {best.number}, dev {metric.label} {best.value:.4f}"
+                     + ("" if math.isnan(best.dev_accuracy) or metric.key == "accuracy"
+                        else f", dev accuracy {best.dev_accuracy:.4f}")
+                     + f"; chosen by {selection.rule} dev {metric.short})")
     if class_f1:
         lines.append("- Its dev F1 per class: " + ", ".join(f"{name} {f1:.4f}" for name, f1 in class_f1.items()))
-    lines += [*(f"- {note}" for note in selection_notes(selection, points, metric)),
+    lines += [*(f"- {note}" for note in selection_notes(selection, points, metric, s.task)),
               "", "## Grid", "", f"![dev {metric.label} per grid point](grid_heatmap.png)", "", "```",
               grid_table(points, selection, metric), "```", ""]
     if selection.confirmed:
@@ -221,19 +226,19 @@ def _budget_markdown(budget: BudgetCurve, grid_size: int, metric: str) -> list[s
 
 
 def _replicas_markdown(replicas: dict[str, Any], summary: Summary) -> list[str]:
-    rows = replicas["replicas"]
-    ci = summary.test_f1.ci95
+    rows, columns = replicas["replicas"], summary.columns
+    ci = summary.test.ci95
     lines = ["## Replicas", "", f"Folder: `{replicas['output_dir']}`", "",
-             "| Seed | Dev F1 | Test F1 | Test accuracy |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['seed']}{' (failed run)' if r.get('failed_run') else ''} | {r['dev_f1']:.4f} | "
-              f"{r['test_f1']:.4f} | {r['test_accuracy']:.4f} |" for r in rows]
-    lines += [f"| mean ± std | {mean_std(summary.dev_f1)} | {mean_std(summary.test_f1)} | "
-              f"{mean_std(summary.test_accuracy)} |", "",
-              f"Test macro-F1: mean {summary.test_f1.mean:.4f}, 95% confidence interval of the mean "
+             "| Seed | " + " | ".join(summary.headers) + " |", "|---:|" + "---:|" * len(columns)]
+    lines += [f"| {r['seed']}{' (failed run)' if r.get('failed_run') else ''} | "
+              + " | ".join(f"{r[c]:.4f}" for c in columns) + " |" for r in rows]
+    lines += ["| mean ± std | " + " | ".join(mean_std(summary[c]) for c in columns) + " |", "",
+              f"{summary.headers[1]}: mean {summary.test.mean:.4f}, 95% confidence interval of the mean "
               f"[{ci[0]:.4f}, {ci[1]:.4f}] (Student's t, {len(rows) - 1} degrees of freedom).", ""]
     ensemble = replicas.get("ensemble")
     if ensemble:  # studies trained before ensembles were scored have none
-        lines += [f"Ensemble of the {len(ensemble['seeds'])} replicas (their probabilities averaged): dev F1 "
-                  f"{ensemble['dev_f1']:.4f}, test F1 {ensemble['test_f1']:.4f}, test accuracy "
-                  f"{ensemble['test_accuracy']:.4f}.", ""]
+        how = "their scores averaged" if summary.task == "regression" else "their probabilities averaged"
+        lines += [f"Ensemble of the {len(ensemble['seeds'])} replicas ({how}): "
+                  + ", ".join(f"{header.lower()} {ensemble[c]:.4f}" for c, header in zip(columns, summary.headers))
+                  + ".", ""]
     return [*lines, "![replicas](replicas_test_f1.png)", ""]

@@ -126,8 +126,9 @@ def learning_curves(curves: dict[HParams, list[dict[str, float]]], path: Path, t
 
 
 def replicas(seeds: Sequence[int], test_f1: Sequence[float], summary: MetricSummary, path: Path,
-             title: str) -> Path:
-    """Each seed's test macro-F1 as a point, the mean with ± one standard deviation and the 95% CI."""
+             title: str, metric: str = "test macro-F1") -> Path:
+    """Each seed's test score (``metric``: macro-F1, micro-F1, Pearson) as a point, the mean with ± one standard
+    deviation and the 95% CI."""
     mean, std, ci95 = summary.mean, summary.std, summary.ci95
     fig, ax = _figure(6.0, 3.6)
     ax.scatter(range(len(seeds)), test_f1, color="#1f77b4", zorder=3, label="one replica (seed)")
@@ -140,14 +141,15 @@ def replicas(seeds: Sequence[int], test_f1: Sequence[float], summary: MetricSumm
     ax.axhline(ci95[1], color="#555555", linestyle="--", linewidth=1)
     ax.set_xticks(range(len(seeds)), [str(s) for s in seeds])
     ax.set_xlabel("seed")
-    ax.set_ylabel("test macro-F1")
+    metric = metric[0].lower() + metric[1:]  # "Test Pearson" -> "test Pearson"
+    ax.set_ylabel(metric)
     low = min(min(test_f1), ci95[0], mean - std)
     high = max(max(test_f1), ci95[1], mean + std)
     pad = max(0.01, (high - low) * 0.25)
-    ax.set_ylim(max(0.0, low - pad), min(1.0, high + pad))
+    ax.set_ylim(max(-1.0 if low < 0 else 0.0, low - pad), min(1.0, high + pad))  # correlations go below 0
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"{title}\nreplicas with the best configuration: test macro-F1", fontsize=10)
+    ax.set_title(f"{title}\nreplicas with the best configuration: {metric}", fontsize=10)
     return _save(fig, path)
 
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from optuna_seqclf.settings import Metric
 from optuna_seqclf.training.metrics import ADVICE
+from optuna_seqclf.training.outputs import TRIVIAL
 
 if TYPE_CHECKING:
     from optuna_seqclf.replicas import EnsembleResult, ReplicaResult
@@ -64,15 +65,16 @@ def _point(p: HParams) -> str:
     return f"batch size {p.batch_size}, learning rate {p.learning_rate:g}"
 
 
-def selection_notes(selection: Selection, points: Sequence[PointStatus], metric: Metric = MACRO_F1) -> list[str]:
+def selection_notes(selection: Selection, points: Sequence[PointStatus], metric: Metric = MACRO_F1,
+                    task: str = "single-label") -> list[str]:
     """What a user should know about the choice: confirmation, ties, failed runs, unfinished work."""
     notes = []
     failed = sum(1 for p in points if p.result is not None and p.result.failed_run is not None)
     if selection.all_failed:
-        notes.append(f"Every complete grid point is a failed run: no model did better than always predicting the "
-                     f"majority class on dev. The study is kept; {ADVICE}.")
+        notes.append(f"Every complete grid point is a failed run: no model did better than {TRIVIAL[task]} on "
+                     f"dev. The study is kept; {ADVICE}.")
     elif failed:
-        notes.append(f"{failed} grid point(s) are failed runs (no better than the majority class on dev); "
+        notes.append(f"{failed} grid point(s) are failed runs (no better than {TRIVIAL[task]} on dev); "
                      "they are never chosen while another point exists.")
     if selection.confirmed:
         top = selection.confirmed[0]
@@ -103,20 +105,21 @@ def mean_std(m: MetricSummary) -> str:
 
 def replicas_table(results: Sequence[ReplicaResult], summary: Summary, ensemble: EnsembleResult | None = None,
                    summary_all: Summary | None = None) -> str:
-    """One row per seed (dev F1, test F1, test accuracy), their mean ± std, and their ensemble's scores.
+    """One row per seed (the task's columns, ``summary.COLUMNS``: dev F1, test F1, test accuracy for
+    single-label), their mean ± std, and their ensemble's scores.
 
     Failed runs are marked; with ``summary_all`` (some failed) both means are shown: without and with them.
     """
-    rows = [(f"{r.seed} (failed run)" if r.failed_run else str(r.seed), f"{r.dev_f1:.4f}", f"{r.test_f1:.4f}",
-             f"{r.test_accuracy:.4f}") for r in results]
+    columns = summary.columns
+    rows = [(f"{r.seed} (failed run)" if r.failed_run else str(r.seed), *(f"{r.scores[c]:.4f}" for c in columns))
+            for r in results]
     label = "mean ± std" if summary_all is None else "mean ± std, without failed"
-    rows.append((label, mean_std(summary.dev_f1), mean_std(summary.test_f1), mean_std(summary.test_accuracy)))
+    rows.append((label, *(mean_std(summary[c]) for c in columns)))
     if summary_all is not None:
-        rows.append(("mean ± std, all seeds", mean_std(summary_all.dev_f1), mean_std(summary_all.test_f1),
-                     mean_std(summary_all.test_accuracy)))
+        rows.append(("mean ± std, all seeds", *(mean_std(summary_all[c]) for c in columns)))
     if ensemble is not None:
-        rows.append(("ensemble", f"{ensemble.dev_f1:.4f}", f"{ensemble.test_f1:.4f}", f"{ensemble.test_accuracy:.4f}"))
-    return rst_table(rows, ("Seed", "Dev F1", "Test F1", "Test Accuracy"))
+        rows.append(("ensemble", *(f"{ensemble.scores[c]:.4f}" for c in columns)))
+    return rst_table(rows, ("Seed", *summary.headers))
 
 
 def confusion_table(labels: Sequence[str], matrix: Sequence[Sequence[int]]) -> str:

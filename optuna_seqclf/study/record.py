@@ -52,7 +52,7 @@ class StudyRecord:
     # Stored fields that make trials comparable: a resume must agree on all of them.
     IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
                 "max_steps", "max_seq_length", "seed", "batching", "metric", "text_column", "label_column",
-                "text_pair_column", "task", "label_separator", "label_columns")
+                "text_pair_column", "task", "label_separator", "label_columns", "thresholds")
 
     @classmethod
     def build(cls, spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace,
@@ -70,7 +70,8 @@ class StudyRecord:
         settings = TrainSettings(model=raw["model"], tokenizer=raw["tokenizer"], epochs=raw["epochs"],
                                  max_steps=raw["max_steps"], max_seq_length=raw["max_seq_length"], seed=raw["seed"],
                                  # studies made before --batching trained length-grouped batches
-                                 batching=raw.get("batching", "grouped"), task=raw.get("task", "single-label"))
+                                 batching=raw.get("batching", "grouped"), task=raw.get("task", "single-label"),
+                                 thresholds=raw.get("thresholds", "fixed"))
         space = SearchSpace(tuple(raw["batch_sizes"]), tuple(raw["learning_rates"]))
         return cls(data, settings, space, raw["config_name"], raw["task_name"], raw["data_fingerprint"],
                    raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"),

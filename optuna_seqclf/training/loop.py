@@ -23,7 +23,15 @@ from optuna_seqclf.hooks import EpochHook, LogHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
 from optuna_seqclf.training.model import load_model, load_weights, on_device, own_weights, resolve_device
 from optuna_seqclf.training.optim import GradientNorm, adamw, autocast_dtype, clip_gradients
-from optuna_seqclf.training.outputs import decide, loss_sum, per_label_f1, task_metrics, task_of
+from optuna_seqclf.training.outputs import (
+    decide,
+    decide_from_probabilities,
+    loss_sum,
+    per_label_f1,
+    task_metrics,
+    task_of,
+    tune_thresholds,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -114,11 +122,26 @@ def evaluate(model: PreTrainedModel, dataset: datasets.Dataset, tokenizer: PreTr
         total += loss_sum(task, out, target)
         logits[rows] = out.cpu().numpy()
     model.train(was_training)
-    predictions, probabilities = decide(task, logits)
-    metrics = task_metrics(task, split.labels, predictions)
-    metrics["loss"] = total / max(1, len(dataset))
-    names = [str(id2label.get(i, i)) for i in range(num_labels)]
-    return EvalResult(metrics, predictions, probabilities, per_label_f1(task, split.labels, predictions, names))
+    # multi-label: the thresholds tuned on dev (``--thresholds tuned``) when the model's config keeps them
+    predictions, probabilities = decide(task, logits, getattr(model.config, "thresholds", None))
+    return _scored(model, task, split.labels, predictions, probabilities, total / max(1, len(dataset)))
+
+
+def _scored(model: PreTrainedModel, task: str, truth: np.ndarray, predictions: np.ndarray, probabilities: np.ndarray,
+            loss: float) -> EvalResult:
+    id2label: dict[Any, str] = dict(model.config.id2label or {})
+    names = [str(id2label.get(i, i)) for i in range(probabilities.shape[1])]
+    metrics = {**task_metrics(task, truth, predictions), "loss": loss}
+    return EvalResult(metrics, predictions, probabilities, per_label_f1(task, truth, predictions, names))
+
+
+def tuned_thresholds(model: PreTrainedModel, dev: datasets.Dataset, result: EvalResult) -> EvalResult:
+    """``--thresholds tuned``: each label's threshold chosen on ``dev`` (``outputs.tune_thresholds``), kept in
+    the model's config from here on (test, the saved folder, ``predict``), and ``result`` decided at them."""
+    truth = np.asarray(dev["labels"])
+    model.config.thresholds = tune_thresholds(truth, result.probabilities)
+    predictions = decide_from_probabilities("multi-label", result.probabilities, model.config.thresholds)
+    return _scored(model, "multi-label", truth, predictions, result.probabilities, result.metrics["loss"])
 
 
 def fine_tune(
@@ -160,6 +183,8 @@ def fine_tune(
                 on_epoch(epoch, evaluations.after_epoch(loop.model, epoch).metrics)
         train_metrics = loop.metrics(time.perf_counter() - started - evaluations.seconds)
         dev_result = evaluations.final(loop.model)
+        if settings.thresholds == "tuned":
+            dev_result = tuned_thresholds(loop.model, dev, dev_result)
     return FineTuneResult(loop.model, train_metrics, dev_result, evaluations.history, evaluations.seconds,
                           loop.log_history)
 
@@ -167,7 +192,7 @@ def fine_tune(
 def from_weights(model_name: str, id2label: dict[int, str], file: Path, dev: datasets.Dataset,
                  tokenizer: PreTrainedTokenizerBase, machine: MachineSettings, train_metrics: dict[str, float],
                  log_history: list[dict[str, float]], history: list[dict[str, float]],
-                 task: str = "single-label") -> FineTuneResult:
+                 task: str = "single-label", thresholds: str = "fixed") -> FineTuneResult:
     """What ``fine_tune`` returned for a model whose weights were saved (``model.save_weights``): the model
     rebuilt from ``file`` on the machine's device and evaluated on ``dev`` again; its training records as
     they were kept. A file that does not fit the model is a ModelLoadError."""
@@ -177,6 +202,8 @@ def from_weights(model_name: str, id2label: dict[int, str], file: Path, dev: dat
         model.to(device)  # type: ignore[arg-type]
         begun = time.perf_counter()
         dev_result = evaluate(model, dev, tokenizer, machine.eval_batch_size, machine.precision)
+        if thresholds == "tuned":  # the same as the trial chose: the same dev probabilities
+            dev_result = tuned_thresholds(model, dev, dev_result)
     return FineTuneResult(model, dict(train_metrics), dev_result, list(history), time.perf_counter() - begun,
                           list(log_history))
 

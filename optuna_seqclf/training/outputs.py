@@ -2,7 +2,8 @@
 probabilities, the scores, and when a run counts as failed.
 
 - single-label: softmax over the classes, the most probable one; macro-F1 (``f1``), micro-F1, accuracy, MCC.
-- multi-label: a sigmoid per label, a label predicted when its probability reaches the threshold (0.5);
+- multi-label: a sigmoid per label, a label predicted when its probability reaches its threshold (0.5, or
+  per label as ``tune_thresholds`` chose them on dev, ``--thresholds tuned``: kept in the model's config);
   micro-F1, macro-F1 over labels (``f1``), samples-F1, subset accuracy (``subset_accuracy``, and ``accuracy``
   as scikit-learn's ``accuracy_score`` computes it on label sets: the same number).
 - regression: the one output is the score; Pearson, Spearman, MSE, MAE.
@@ -24,6 +25,9 @@ from optuna_seqclf.training.metrics import TOLERANCE, classification_metrics, fa
 if TYPE_CHECKING:
     import torch
 
+# the trivial predictor each task's failed runs are no better than, as messages name it
+TRIVIAL = {"single-label": "always predicting the majority class", "multi-label": "predicting the same labels "
+           "for every text", "regression": "predicting the train mean for every text"}
 THRESHOLD = 0.5  # multi-label: a label is predicted when its probability reaches this
 _TASK_OF_PROBLEM = {"multi_label_classification": "multi-label", "regression": "regression"}
 
@@ -45,27 +49,54 @@ def loss_sum(task: str, logits: torch.Tensor, target: torch.Tensor) -> float:
     return float(F.cross_entropy(logits, target, reduction="sum"))
 
 
-def decide(task: str, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def decide(task: str, logits: np.ndarray, thresholds: Sequence[float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(predictions, probabilities) from logits, one row per example: class ids and the softmax; 0/1 per label
     and the sigmoids; the scores (and, as the "probabilities", the same scores as one column)."""
     if task == "regression":
         return logits[:, 0].copy(), logits[:, :1].copy()
     if task == "multi-label":
         probabilities = 1.0 / (1.0 + np.exp(-logits))
-        return (probabilities >= THRESHOLD).astype(np.int8), probabilities
+        return decide_from_probabilities(task, probabilities, thresholds), probabilities
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
     return probabilities.argmax(axis=-1), probabilities
 
 
-def decide_from_probabilities(task: str, probabilities: np.ndarray) -> np.ndarray:
-    """The predictions of (averaged) probabilities: the most probable class, the labels at the threshold, the
-    score itself (the ensemble: mean probabilities, mean scores)."""
+def decide_from_probabilities(task: str, probabilities: np.ndarray,
+                              thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """The predictions of (averaged) probabilities: the most probable class, the labels at their thresholds
+    (``THRESHOLD`` when none are given), the score itself (the ensemble: mean probabilities, mean scores)."""
     if task == "regression":
         return probabilities[:, 0]
     if task == "multi-label":
-        return (probabilities >= THRESHOLD).astype(np.int8)
+        cut = THRESHOLD if thresholds is None else np.asarray(thresholds, dtype=probabilities.dtype)
+        return (probabilities >= cut).astype(np.int8)
     return probabilities.argmax(axis=1)
+
+
+# --thresholds tuned: the candidates per label; 0.5 first, so that a label whose F1 no candidate improves keeps it
+THRESHOLD_CANDIDATES = (0.5, *(round(0.05 * i, 2) for i in range(1, 20) if i != 10))
+
+
+def tune_thresholds(truth: np.ndarray, probabilities: np.ndarray) -> list[float]:
+    """Per label, the candidate threshold (``THRESHOLD_CANDIDATES``) with the best F1 of that label on
+    ``truth`` (the dev split); ties go to the candidate nearest 0.5, so a label with no positive example, or
+    one no threshold helps, keeps 0.5. Each label's F1 is its own, so this also maximises macro-F1; micro-F1
+    usually rises with it (it is not separable by label, and is not searched jointly)."""
+    truth = np.asarray(truth).astype(bool)
+    chosen = []
+    for label in range(truth.shape[1]):
+        positives, column = truth[:, label], probabilities[:, label]
+        best, best_cut = -1.0, THRESHOLD
+        for cut in sorted(THRESHOLD_CANDIDATES, key=lambda c: (abs(c - THRESHOLD), c)):
+            predicted = column >= cut
+            hits = float((predicted & positives).sum())
+            size = float(predicted.sum() + positives.sum())
+            f1 = 2 * hits / size if size else 0.0
+            if f1 > best + 1e-12:
+                best, best_cut = f1, cut
+        chosen.append(float(best_cut))
+    return chosen
 
 
 def task_metrics(task: str, truth: np.ndarray, predictions: np.ndarray) -> dict[str, float]:

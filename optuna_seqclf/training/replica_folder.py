@@ -154,6 +154,15 @@ def ensemble_seeds(path: Path) -> set[int] | None:
         return None
 
 
+def ensemble_thresholds(path: Path) -> list[float] | None:
+    """The thresholds the ensemble `train` scored decides multi-label labels at (None: 0.5, or not said)."""
+    try:
+        thresholds = json.loads((path / SUMMARY_FILE).read_text(encoding="utf-8"))["ensemble"].get("thresholds")
+        return None if thresholds is None else [float(t) for t in thresholds]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def check_complete(path: Path, replicas: dict[int, Path], ensemble: bool) -> None:
     """Refuse a replica whose folder is missing or half-written (no ``COMPLETE_MARKER``), naming its seed."""
     broken = [seed for seed, folder in replicas.items() if not (folder / COMPLETE_MARKER).is_file()]

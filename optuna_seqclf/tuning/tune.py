@@ -60,6 +60,7 @@ class TuneResult:
     selection: Selection
     stats: LoopStats = field(default_factory=LoopStats)
     metric: Metric = field(default_factory=Metric)  # what the grid maximises
+    task: str = "single-label"  # what a label is (``settings.TASKS``)
 
     @property
     def best(self) -> TrialResult | None:
@@ -123,8 +124,9 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     _say_left_to_others(stats, progress)
     selection = select(study, study_spec.max_retries)
     study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
+    record = StudyRecord.from_study(study)
     return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
-                      StudyRecord.from_study(study).objective)
+                      record.objective, record.settings.task)
 
 
 def with_artifact_store(spec: StudySpec) -> StudySpec:
@@ -155,7 +157,7 @@ def study_result(study_name: str, storage_url: str) -> TuneResult:
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     record = StudyRecord.from_study(study)
     return TuneResult(study_name, storage_url, point_status(study, record.space), select(study),
-                      metric=record.objective)
+                      metric=record.objective, task=record.settings.task)
 
 
 def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric: Metric) -> str:

@@ -42,7 +42,7 @@ def test_a_kept_trial_is_the_replica_training_would_make(workdir: Path, tiny_mod
     assert args_a["from_trial"]["trial"] == best_trial and args_b["from_trial"] is None
     assert args_a["trained_on"] == args_b["trained_on"] and args_a["trained_on"]["device"] == "cpu"
     assert json.loads((a / COMPLETE_MARKER).read_text())["from_trial"] == best_trial
-    assert reused.replicas[0].dev_f1 == fresh.replicas[0].dev_f1 == reused.best_dev_value
+    assert reused.replicas[0].scores["dev_f1"] == fresh.replicas[0].scores["dev_f1"] == reused.best_dev_value
 
 
 def torch_equal(x, y) -> bool:  # type: ignore[no-untyped-def]

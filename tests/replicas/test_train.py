@@ -56,4 +56,4 @@ def test_a_failed_replica_is_replaced_and_left_out(workdir: Path, tiny_model: Pa
     assert [r.seed for r in result.replicas] == [1, 2, 3] and [r.seed for r in result.failed] == [1]
     assert "predicts one class, '0'" in str(result.replicas[0].failed_run)
     assert result.ensemble.seeds == (2, 3)
-    assert result.summary.dev_f1.mean == np.mean([r.dev_f1 for r in result.replicas[1:]])
+    assert result.summary["dev_f1"].mean == np.mean([r.scores["dev_f1"] for r in result.replicas[1:]])

@@ -14,6 +14,7 @@ from optuna_seqclf.training.outputs import (
     loss_sum,
     task_metrics,
     task_of,
+    tune_thresholds,
 )
 
 TRUTH = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [1, 0, 0]])
@@ -90,3 +91,18 @@ def test_failed_runs_per_task() -> None:
     assert reason is not None and "no better than predicting the train mean 2.5" in reason
     close = truth + 0.1
     assert failed_run("regression", truth, close, task_metrics("regression", truth, close), None, train) is None
+
+
+def test_thresholds_tuned_per_label_on_dev() -> None:
+    # label 0: positives at 0.3-0.4, negatives below 0.2: a threshold of 0.5 misses every one, 0.25 catches all
+    # label 1: 0.5 separates it already (kept); label 2: no positive example (kept at 0.5)
+    probabilities = np.array([[0.30, 0.9, 0.1], [0.40, 0.2, 0.7], [0.10, 0.6, 0.2], [0.15, 0.1, 0.3]])
+    truth = np.array([[1, 1, 0], [1, 0, 0], [0, 1, 0], [0, 0, 0]])
+    chosen = tune_thresholds(truth, probabilities)
+    assert chosen[0] in (0.2, 0.25, 0.3) and chosen[1] == 0.5 and chosen[2] == 0.5
+    at_half = decide_from_probabilities("multi-label", probabilities)
+    tuned = decide_from_probabilities("multi-label", probabilities, chosen)
+    assert tuned[:, 0].tolist() == [1, 1, 0, 0] and at_half[:, 0].tolist() == [0, 0, 0, 0]
+    assert task_metrics("multi-label", truth, tuned)["f1"] > task_metrics("multi-label", truth, at_half)["f1"]
+    # ties go to the candidate nearest 0.5: any threshold in (0.4, 0.6] separates label 1 of these
+    assert tune_thresholds(np.array([[1], [0]]), np.array([[0.65], [0.35]])) == [0.5]
