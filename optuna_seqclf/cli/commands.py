@@ -231,7 +231,7 @@ def _storage_of(study_name: str | None, storage: str | None) -> str:
 @config_option
 @fail_cleanly
 def studies(storage: str | None) -> None:
-    """List studies: grid points done/total, failed, running, best F1 and best configuration."""
+    """List studies: grid points done/total, failed, running, the best dev score and best configuration."""
     from optuna_seqclf.report.markdown import list_studies, studies_table
     from optuna_seqclf.study.storage import local_storages
 

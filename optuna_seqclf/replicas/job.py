@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -147,9 +147,11 @@ class ReplicaJob:
         kept = KeptWeights.of(trial)
         assert kept is not None
         mine = json.loads(json.dumps(asdict(self.settings)))
-        if kept.settings != mine:
-            what = ", ".join(f"{k} {kept.settings.get(k)!r} (now {v!r})" for k, v in mine.items()
-                             if kept.settings.get(k) != v)
+        # a setting added since the trial was kept (task, thresholds) had its default then
+        defaults = {f.name: f.default for f in fields(TrainSettings) if f.default is not MISSING}
+        theirs = {**{k: v for k, v in defaults.items() if k not in kept.settings}, **kept.settings}
+        if theirs != mine:
+            what = ", ".join(f"{k} {theirs.get(k)!r} (now {v!r})" for k, v in mine.items() if theirs.get(k) != v)
             raise WeightsUnavailable(f"trained with other settings: {what}")
         if kept.data_fingerprint != self.prepared.corpus.fingerprint:
             raise WeightsUnavailable("trained on other data files")

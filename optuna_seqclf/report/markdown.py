@@ -80,7 +80,8 @@ def studies_table(overviews: list[StudyOverview]) -> str:
              + (f" ({o.confirmed_seeds} seeds)" if o.confirmed_seeds else ""),
              "-" if o.best is None else f"{o.best.batch_size} {o.best.learning_rate:g}", o.storage)
             for o in overviews]
-    return rst_table(rows, ("Study", "Done", "Failed", "Failed runs", "Running", "Best F1", "Best (bs lr)",
+    # the best value is the study's metric on dev, named after it unless it is macro-F1 ("F1", the reference's)
+    return rst_table(rows, ("Study", "Done", "Failed", "Failed runs", "Running", "Best dev", "Best (bs lr)",
                             "Storage"))
 
 

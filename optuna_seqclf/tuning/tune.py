@@ -91,8 +91,7 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     if workers < 1:
         raise ConfigError(f"workers must be 1 or more, got {workers}", "workers")
     progress = progress or silent  # workers print nothing either when there is no progress to show
-    machine = machine or MachineSettings()
-    space = space or SearchSpace()
+    machine, space = machine or MachineSettings(), space or SearchSpace()
     check_log_dir(log_dir)
     study_spec = with_artifact_store(study_spec)  # checked, not created yet
     prepared = prepared or prepare(data, settings, machine)

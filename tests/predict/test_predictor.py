@@ -67,3 +67,26 @@ def test_refuses_what_is_not_a_safe_sequence_classifier(tiny_model: Path, classi
         Predictor.from_pretrained(tmp_path / "nothing")
     with pytest.raises(ModelLoadError, match="--replica needs a replicas folder"):
         Predictor.from_pretrained(classifiers[0], replica=1)
+
+
+def test_multi_label_and_regression_are_scored_against_their_labels() -> None:
+    from types import SimpleNamespace
+
+    from optuna_seqclf.predict.predictor import Tally
+    from optuna_seqclf.training.outputs import decide_from_probabilities
+
+    def stub(task: str, labels: tuple[str, ...], thresholds: list[float] | None = None) -> Predictor:
+        return SimpleNamespace(task=task, labels=labels, decide=lambda p: decide_from_probabilities(  # type: ignore
+            task, p, thresholds))
+
+    tally = Tally(stub("multi-label", ("anger", "joy"), [0.5, 0.2]))
+    # joy at 0.3 passes its tuned 0.2; "pride" is no label of the model's: left out and counted
+    tally.add(np.array([[0.9, 0.3], [0.1, 0.1], [0.6, 0.6]]), [("anger", "joy"), (), ("pride",)])
+    evaluation = tally.evaluation()
+    assert (evaluation.examples, evaluation.unknown, evaluation.task) == (2, 1, "multi-label")
+    assert evaluation.metrics["micro_f1"] == 1.0 and evaluation.metrics["subset_accuracy"] == 1.0
+    assert evaluation.confusion == ()
+    scores = Tally(stub("regression", ("LABEL_0",)))
+    scores.add(np.array([[1.0], [2.0], [2.5]]), [1.5, 2.5, 3.5])
+    assert scores.evaluation().metrics["pearson"] == pytest.approx(np.corrcoef([1, 2, 2.5], [1.5, 2.5, 3.5])[0, 1])
+    assert scores.evaluation().metrics["mae"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
