@@ -133,7 +133,7 @@ def run_ours(prepared: Any, model: str, variant: str, batch_size: int, lr: float
 
 
 def run_trainer(prepared: Any, model: str, batch_size: int, lr: float, epochs: float, seed: int) -> dict[str, float]:
-    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification
 
     enc = prepared.encoded(128)
     id2label = prepared.corpus.id2label
@@ -143,17 +143,26 @@ def run_trainer(prepared: Any, model: str, batch_size: int, lr: float, epochs: f
         return AutoModelForSequenceClassification.from_pretrained(
             model, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()})
 
+    train_s, (dev_logits, test_logits) = trainer_run(model_init, train, (dev, test), prepared.tokenizer, batch_size,
+                                                     lr, epochs, seed)
+    return {"dev_f1": macro_f1(np.asarray(dev["labels"]), dev_logits.argmax(-1)),
+            "test_f1": macro_f1(np.asarray(test["labels"]), test_logits.argmax(-1)), "train_s": train_s}
+
+
+def trainer_run(model_init: Any, train: Any, splits: tuple[Any, ...], tokenizer: Any, batch_size: int, lr: float,
+                epochs: float, seed: int) -> tuple[float, list[np.ndarray]]:
+    """The HF Trainer with its defaults (no evaluation, saving or logging during training) on ``train``: its
+    training time and the logits it predicts for each of ``splits``."""
+    from transformers import Trainer, TrainingArguments
+
     with tempfile.TemporaryDirectory() as out:
         args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, per_device_eval_batch_size=128,
                                  learning_rate=lr, num_train_epochs=epochs, seed=seed, save_strategy="no",
                                  eval_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
                                  use_cpu=True)
-        trainer = Trainer(model_init=model_init, args=args, train_dataset=train, processing_class=prepared.tokenizer)
-        train_s = trainer.train().metrics["train_runtime"]
-        dev_pred = trainer.predict(dev).predictions.argmax(-1)
-        test_pred = trainer.predict(test).predictions.argmax(-1)
-    return {"dev_f1": macro_f1(np.asarray(dev["labels"]), dev_pred),
-            "test_f1": macro_f1(np.asarray(test["labels"]), test_pred), "train_s": float(train_s)}
+        trainer = Trainer(model_init=model_init, args=args, train_dataset=train, processing_class=tokenizer)
+        train_s = float(trainer.train().metrics["train_runtime"])
+        return train_s, [np.asarray(trainer.predict(split).predictions) for split in splits]
 
 
 class Runs:
@@ -177,7 +186,8 @@ class Runs:
         tmp.replace(self.path)
 
 
-def train_or_cached(runs: Runs, key: str, train: Any) -> dict[str, float]:
+def train_or_cached(runs: Runs, key: str, train: Any, objective: str = "f1") -> dict[str, float]:
+    """The cached run of ``key``, or ``train()``'s, timed, cached and printed (its ``test_<objective>``)."""
     cached = runs.get(key)
     if cached is not None:
         return cached
@@ -185,8 +195,8 @@ def train_or_cached(runs: Runs, key: str, train: Any) -> dict[str, float]:
     result = train()
     result["wall_s"] = time.perf_counter() - begun
     runs.put(key, result)
-    print(f"{key}: test F1 {result['test_f1']:.4f}, dev F1 {result['dev_f1']:.4f}, train {result['train_s']:.1f} s",
-          flush=True)
+    print(f"{key}: test {objective} {result['test_' + objective]:.4f}, dev {objective} {result['dev_' + objective]:.4f}"
+          f", train {result['train_s']:.1f} s", flush=True)
     return result
 
 

@@ -26,14 +26,12 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import _common
 import numpy as np
-from quality import Runs, paired
+from quality import Runs, paired, train_or_cached, trainer_run
 
 CACHE = Path(__file__).resolve().parent / "tasks_runs.json"
 CORPORA = {  # name: (task, metric keys, the first being the objective; batch size, learning rate, epochs)
@@ -90,7 +88,7 @@ def run_ours(prepared: Any, model: str, task: str, batch_size: int, lr: float, e
 def run_trainer(prepared: Any, model: str, task: str, batch_size: int, lr: float, epochs: float,
                 seed: int) -> dict[str, float]:
     import datasets
-    from transformers import AutoModelForSequenceClassification, Trainer, TrainingArguments
+    from transformers import AutoModelForSequenceClassification
 
     enc = prepared.encoded(128)
     id2label = prepared.corpus.id2label
@@ -111,29 +109,11 @@ def run_trainer(prepared: Any, model: str, task: str, batch_size: int, lr: float
             model, num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()},
             problem_type=problem)
 
-    with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, per_device_train_batch_size=batch_size, per_device_eval_batch_size=128,
-                                 learning_rate=lr, num_train_epochs=epochs, seed=seed, save_strategy="no",
-                                 eval_strategy="no", logging_strategy="no", report_to="none", disable_tqdm=True,
-                                 use_cpu=True)
-        trainer = Trainer(model_init=model_init, args=args, train_dataset=train, processing_class=prepared.tokenizer)
-        train_s = trainer.train().metrics["train_runtime"]
-        dev_scores = scores(task, dev["labels"], trainer.predict(dev).predictions)
-        test_scores = scores(task, test["labels"], trainer.predict(test).predictions)
+    train_s, (dev_logits, test_logits) = trainer_run(model_init, train, (dev, test), prepared.tokenizer, batch_size,
+                                                     lr, epochs, seed)
+    dev_scores, test_scores = scores(task, dev["labels"], dev_logits), scores(task, test["labels"], test_logits)
     return {**{f"dev_{k}": v for k, v in dev_scores.items()}, **{f"test_{k}": v for k, v in test_scores.items()},
-            "train_s": float(train_s)}
-
-
-def train_or_cached(runs: Runs, key: str, objective: str, train: Any) -> dict[str, float]:
-    cached = runs.get(key)
-    if cached is not None:
-        return cached
-    begun = time.perf_counter()
-    result = train()
-    result["wall_s"] = time.perf_counter() - begun
-    runs.put(key, result)
-    print(f"{key}: test {objective} {result['test_' + objective]:.4f}, train {result['train_s']:.1f} s", flush=True)
-    return result
+            "train_s": train_s}
 
 
 def main() -> None:
@@ -164,7 +144,7 @@ def main() -> None:
                 if args.report_only and runs.get(key) is None:
                     continue
                 train = functools.partial(run, prepared, model, task, bs, lr, epochs, seed)
-                results[name][variant].append(train_or_cached(runs, key, CORPORA[name][1][0], train))
+                results[name][variant].append(train_or_cached(runs, key, train, CORPORA[name][1][0]))
     lines = [f"MiniLM (all-MiniLM-L6-v2), max length 128, fp32, CPU ({torch.get_num_threads()} threads); mean ± std "
              f"over seeds {args.seeds}; paired: ours minus the Trainer on the same seed (points); speed: the "
              "Trainer's mean train s over ours.", ""]
