@@ -291,8 +291,13 @@ class MachineSettings:
     precision: str = "fp32"
     eval_batch_size: int = 128
     threads: int | None = None
+    # examples per forward/backward pass; a larger batch (the grid's, the effective one) accumulates its
+    # micro-batches' gradients into one optimizer step. None: the whole batch at once
+    micro_batch_size: int | None = None
 
     def __post_init__(self) -> None:
+        if self.micro_batch_size is not None and self.micro_batch_size <= 0:
+            raise ConfigError(f"micro_batch_size must be above 0, got {self.micro_batch_size}", "micro_batch_size")
         if self.eval_batch_size <= 0:
             raise ConfigError(f"eval_batch_size must be above 0, got {self.eval_batch_size}", "eval_batch_size")
         if self.device is not None and not re.fullmatch(r"cpu|mps|cuda(:\d+)?", self.device):

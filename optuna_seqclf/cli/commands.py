@@ -53,11 +53,12 @@ def _resolve_model(model: str | None, quiet: bool) -> str:
     return path
 
 
-def _machine(device: str | None, precision: str, eval_batch_size: int, threads: int | None,
-             workers: int = 1) -> MachineSettings:
-    """The machine settings, and this process set up for training with them (the command line's own)."""
-    machine = MachineSettings(device=device, precision=precision, eval_batch_size=eval_batch_size, threads=threads)
-    configure_process(threads, workers)
+def _machine(p: dict[str, Any]) -> MachineSettings:
+    """The machine settings of a command's options, and this process set up for training with them (the command
+    line's own)."""
+    machine = MachineSettings(device=p["device"], precision=p["precision"], eval_batch_size=p["eval_batch_size"],
+                              threads=p["threads"], micro_batch_size=p["micro_batch_size"])
+    configure_process(p["threads"], p.get("workers", 1))
     return machine
 
 
@@ -88,6 +89,10 @@ def _print_tune_result(result: Any, model: str) -> None:
         where = f"Not complete: batch size {p.point.batch_size}, learning rate {p.point.learning_rate!r}"
         if p.state == "RUNNING":
             click.echo(f"{where}: another worker is training it.", err=True)
+            continue
+        if p.state == "INFEASIBLE":
+            click.echo(f"{where}: INFEASIBLE, {p.errors[-1].removeprefix('infeasible: ')}; not retried (a shorter "
+                       "--max-seq-length or a device with more memory would fit it).", err=True)
             continue
         reasons = "; ".join(dict.fromkeys(p.errors)) or p.state.lower()
         click.echo(f"{where} ({reasons}). Run `tune` again to retry (raise --max-retries if it was given up).",
@@ -124,7 +129,7 @@ def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSetting
                      p["confirm_seeds"], p["metric"], p["artifact_store"])
     data = DataSpec(p["data_dir"], p["text_column"], p["label_column"], p["text_pair_column"], p["label_separator"],
                     p["label_columns"])
-    machine = _machine(p["device"], p["precision"], p["eval_batch_size"], p["threads"], p["workers"])
+    machine = _machine(p)
     return spec, data, settings, SearchSpace(p["batch_sizes"], p["learning_rates"]), machine
 
 
@@ -146,7 +151,8 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
          workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str | None, accept_changes: bool,
          artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
          label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str,
-         eval_batch_size: int, threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
+         eval_batch_size: int, micro_batch_size: int | None, threads: int | None, device: str | None, precision: str,
+         log_dir: Path, no_track: bool,
          quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
     Parquet, or a saved DatasetDict); resumes if re-run."""
@@ -174,13 +180,13 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
 @fail_cleanly
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
           artifact_store: str | None, output_dir: Path, seeds: tuple[int, ...], replace_failed: bool,
-          eval_batch_size: int,
+          eval_batch_size: int, micro_batch_size: int | None,
           threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
           quiet: bool) -> None:
     """Train one replica per seed with the study's best batch size and learning rate."""
     from optuna_seqclf.replicas import train_replicas
 
-    machine = _machine(device, precision, eval_batch_size, threads)
+    machine = _machine(click.get_current_context().params)
     console = Console(quiet)
     result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seeds,
                             data_dir=data_dir, model=model, tokenizer=tokenizer, machine=machine,
@@ -203,7 +209,8 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
         artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
         label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str,
         output_dir: Path, seeds: tuple[int, ...],
-        replace_failed: bool, eval_batch_size: int, threads: int | None, device: str | None, precision: str,
+        replace_failed: bool, eval_batch_size: int, micro_batch_size: int | None, threads: int | None,
+        device: str | None, precision: str,
         log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
     from optuna_seqclf.pipeline import run as run_all

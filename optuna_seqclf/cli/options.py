@@ -175,6 +175,10 @@ tune_options = options_group(
 machine_options = options_group(
     click.option("--eval-batch-size", default=128, show_default=True, type=int,
                  help="Batch size for dev/test evaluation."),
+    click.option("--micro-batch-size", default=None, type=int,
+                 help="Examples per forward/backward pass: a larger batch size (the grid's, the effective batch) "
+                      "accumulates its micro-batches into one optimizer step. Default: the whole batch; out of "
+                      "memory halves it, down to 1 (docs/training.md)."),
     click.option("--threads", default=None, type=int,
                  help="CPU threads for torch (default: the cores this process may use)."),
     click.option("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cuda if available)."),

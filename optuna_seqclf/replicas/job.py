@@ -17,7 +17,7 @@ import numpy as np
 
 from optuna_seqclf.data.corpus import encode_labels
 from optuna_seqclf.errors import ModelLoadError, OutputError, StudyError
-from optuna_seqclf.hooks import Progress, StepHook
+from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.interrupts import InterruptGate, gated_interrupts
 from optuna_seqclf.predict.predictor import Predictor
 from optuna_seqclf.replicas.results import EnsembleResult, ReplicaResult
@@ -25,13 +25,14 @@ from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
 from optuna_seqclf.study.artifacts import KeptWeights, WeightsUnavailable, fetch_weights
 from optuna_seqclf.study.schema import HISTORY_ATTR
 from optuna_seqclf.summary import headline_scores
-from optuna_seqclf.training.loop import FineTuneResult, Trainer, evaluate, fine_tune, from_weights
+from optuna_seqclf.training.loop import EvalResult, FineTuneResult, Trainer, evaluate, fine_tune, from_weights
+from optuna_seqclf.training.memory import fit_in_memory
 from optuna_seqclf.training.metrics import below_baseline_reason
 from optuna_seqclf.training.model import trained_on
 from optuna_seqclf.training.outputs import decide_from_probabilities, task_metrics, tune_thresholds
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.replica_folder import COMPLETE_MARKER, read_results, remove_stale_temp, write_replica
-from optuna_seqclf.training.tracking import Tracker, log_to
+from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -139,7 +140,7 @@ class ReplicaJob:
                 return self.train(seed, final, on_step, (*self.from_trial(trial), trial.number))
             except WeightsUnavailable as why:
                 progress(f"seed {seed}: the kept weights of trial {trial.number} cannot be used ({why}); training it")
-        return self.train(seed, final, on_step)
+        return self.train(seed, final, on_step, progress=progress)
 
     def from_trial(self, trial: FrozenTrial) -> tuple[FineTuneResult, dict[str, Any]]:
         """The trial's kept weights, checked, loaded and evaluated on dev, as ``fine_tune`` returns a model;
@@ -169,7 +170,8 @@ class ReplicaJob:
             "study": self.study_name, "trial": trial.number, "artifact_id": kept.artifact_id, "sha256": kept.sha256}}
 
     def train(self, seed: int, final: Path, on_step: StepHook,
-              taken: tuple[FineTuneResult, dict[str, Any], int] | None = None) -> ReplicaResult:
+              taken: tuple[FineTuneResult, dict[str, Any], int] | None = None,
+              progress: Progress = silent) -> ReplicaResult:
         """Train (or take ``taken``: a trial's kept weights, where they came from, the trial), evaluate and write
         one replica into a temporary folder, then rename it to ``final``."""
         remove_stale_temp(final)
@@ -180,18 +182,9 @@ class ReplicaJob:
             "study": self.study_name, "model": s.model, "batch_size": hp.batch_size,
             "learning_rate": hp.learning_rate, "seed": seed, "epochs": s.epochs, "replica": True,
         })
-        encoded = self.prepared.encoded(s.max_seq_length)
         try:
             tmp.mkdir(parents=True)  # the replica in progress; renamed into place when complete
-            if taken is not None:
-                tuned, origin, _ = taken
-            else:
-                tuned = self.trainer(s.model, self.prepared.tokenizer, encoded.train, encoded.dev,
-                                     self.prepared.corpus.id2label, hp, s, seed, machine=self.machine,
-                                     on_step=on_step, on_log=log_to(run))
-                origin = {"trained_on": trained_on(self.machine), "from_trial": None}
-            test = evaluate(tuned.model, encoded.test, self.prepared.tokenizer, self.machine.eval_batch_size,
-                            self.machine.precision)
+            tuned, test, origin = self._fit(seed, on_step, run, taken, progress)
             for split, metrics in (("eval", tuned.dev.metrics), ("test", test.metrics)):
                 for name, value in metrics.items():
                     run.track(name, value, step=int(tuned.train_metrics.get("epoch", 0)), subset=split)
@@ -213,6 +206,23 @@ class ReplicaJob:
                   **{f"test_{k}": v for k, v in test.metrics.items()}}
         return ReplicaResult(seed, str(final), scores, failed_run=failed,
                              from_trial=None if taken is None else taken[2])
+
+    def _fit(self, seed: int, on_step: StepHook, run: TrackedRun,
+             taken: tuple[FineTuneResult, dict[str, Any], int] | None,
+             progress: Progress) -> tuple[FineTuneResult, EvalResult, dict[str, Any]]:
+        """The seed's model (trained, or ``taken`` from a trial), its test evaluation and where it came from. Out
+        of memory runs it again with half the micro-batch and evaluation batch (``training.memory``)."""
+        s, hp, encoded = self.settings, self.hp, self.prepared.encoded(self.settings.max_seq_length)
+
+        def fit(machine: MachineSettings) -> tuple[FineTuneResult, EvalResult]:
+            tuned = taken[0] if taken is not None else self.trainer(
+                s.model, self.prepared.tokenizer, encoded.train, encoded.dev, self.prepared.corpus.id2label, hp, s,
+                seed, machine=machine, on_step=on_step, on_log=log_to(run))
+            return tuned, evaluate(tuned.model, encoded.test, self.prepared.tokenizer, machine.eval_batch_size,
+                                   machine.precision)
+
+        (tuned, test), used = fit_in_memory(fit, self.machine, hp.batch_size, progress)
+        return tuned, test, taken[1] if taken is not None else {"trained_on": trained_on(used), "from_trial": None}
 
     def _read_replica(self, path: Path, seed: int) -> ReplicaResult:
         """A complete replica's scores; (single-label) replicas written before failed runs were marked are judged

@@ -37,6 +37,7 @@ class StudyOverview:
     failed_runs: int = 0  # grid points whose model is no better than the majority class
     confirmed_seeds: int = 0  # seeds behind best_value (0: a single grid trial)
     metric: str = "F1"  # what best_value is: the study's --metric (F1: macro-F1)
+    infeasible: int = 0  # grid points out of memory even at micro-batch 1
 
 
 def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
@@ -60,7 +61,7 @@ def _overview(study: optuna.Study, storage_url: str) -> StudyOverview:
     seeds = len(selection.confirmed[0].values) if selection.confirmed else 0
     return StudyOverview(study.study_name, storage_url, len(points), count("COMPLETE"), count("FAIL"),
                          count("RUNNING"), count("PRUNED"), selection.point, selection.value, failed_runs, seeds,
-                         record.objective.short)
+                         record.objective.short, count("INFEASIBLE"))
 
 
 def list_studies(storage_urls: list[str]) -> list[StudyOverview]:
@@ -75,7 +76,8 @@ def list_studies(storage_urls: list[str]) -> list[StudyOverview]:
 
 
 def studies_table(overviews: list[StudyOverview]) -> str:
-    rows = [(o.name, f"{o.complete}/{o.points}", str(o.failed), str(o.failed_runs), str(o.running),
+    rows = [(o.name, f"{o.complete}/{o.points}", str(o.failed) + (f" + {o.infeasible} infeasible" if o.infeasible
+                                                                   else ""), str(o.failed_runs), str(o.running),
              "-" if o.best_value is None else f"{o.best_value:.4f}" + ("" if o.metric == "F1" else f" {o.metric}")
              + (f" ({o.confirmed_seeds} seeds)" if o.confirmed_seeds else ""),
              "-" if o.best is None else f"{o.best.batch_size} {o.best.learning_rate:g}", o.storage)
@@ -166,7 +168,8 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
         f"- Training: {s.epochs:g} epoch(s)" + (f" / {s.max_steps} steps" if s.max_steps else "")
         + f", max length {s.max_seq_length}, {s.batching} batches, seed {s.seed}; objective: dev {metric.label}",
         f"- Grid: {len(points)} points, {count('COMPLETE')} complete, {count('FAIL')} failed, "
-        f"{count('PRUNED')} pruned, {count('PENDING', 'RUNNING')} not finished",
+        + (f"{count('INFEASIBLE')} infeasible (out of memory at micro-batch 1), " if count("INFEASIBLE") else "")
+        + f"{count('PRUNED')} pruned, {count('PENDING', 'RUNNING')} not finished",
     ]
     best = selection.best
     if best is not None:

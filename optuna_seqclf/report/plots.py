@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from optuna_seqclf.study.selection import ConfirmedPoint
     from optuna_seqclf.summary import MetricSummary
 
-_STATE_LABELS = {"FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "PENDING": "not run"}
+_STATE_LABELS = {"FAIL": "failed", "PRUNED": "pruned", "RUNNING": "running", "PENDING": "not run",
+                 "INFEASIBLE": "out of\nmemory"}
 
 
 def _figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, Any]:
@@ -75,7 +76,7 @@ def heatmap(points: Sequence[PointStatus], best: HParams | None, path: Path, tit
             ax.add_patch(Rectangle((x0, row - 0.5), x1 - x0, 1, fill=False, hatch="///", edgecolor="#999999",
                                    linewidth=0))
             ax.text(center, row, _STATE_LABELS.get(p.state, p.state.lower()), ha="center", va="center",
-                    fontsize=7, color="#b00020" if p.state == "FAIL" else "#444444")
+                    fontsize=7, color="#b00020" if p.state in ("FAIL", "INFEASIBLE") else "#444444")
         else:
             failed = p.result is not None and p.result.failed_run is not None
             ax.text(center, row, f"{value:.3f}" + ("\nfailed run" if failed else ""), ha="center", va="center",

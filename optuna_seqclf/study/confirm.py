@@ -106,4 +106,5 @@ def next_confirmation(study: optuna.Study, points: Sequence[PointStatus], plan: 
 
 def pending_runs(runs: Sequence[SeedRun], max_retries: int) -> int:
     """Runs of the stage not finished yet (given-up runs count as finished)."""
-    return sum(1 for r in runs if r.state != "COMPLETE" and not (r.state == "FAIL" and len(r.errors) > max_retries))
+    return sum(1 for r in runs if r.state not in ("COMPLETE", "INFEASIBLE")
+               and not (r.state == "FAIL" and len(r.errors) > max_retries))

@@ -45,6 +45,7 @@ from optuna_seqclf.study.schema import (
     ERROR_ATTR,
     FAILED_RUN_ATTR,
     HISTORY_ATTR,
+    INFEASIBLE_ATTR,
     POINT_ATTR,
     PRUNED_AFTER_ATTR,
 )
@@ -201,7 +202,7 @@ class TrialResult:
 
 @dataclass(frozen=True)
 class PointStatus:
-    """One grid point: ``state`` is COMPLETE, PRUNED, RUNNING, FAIL or PENDING; ``queued`` while a trial
+    """One grid point: ``state`` is COMPLETE, PRUNED, RUNNING, FAIL, INFEASIBLE or PENDING; ``queued`` while a trial
     waits for it; ``result`` is its COMPLETE trial's; ``errors`` says why each failed try failed."""
 
     point: HParams
@@ -213,8 +214,12 @@ class PointStatus:
 
     @property
     def finished(self) -> bool:
-        """COMPLETE, or stopped early by a pruner: either way not trained again."""
-        return self.state in ("COMPLETE", "PRUNED")
+        """COMPLETE, stopped early by a pruner, or INFEASIBLE (out of memory at micro-batch 1): not trained
+        again."""
+        return self.state in FINISHED
+
+
+FINISHED = ("COMPLETE", "PRUNED", "INFEASIBLE")  # states whose point is never trained again
 
 
 @dataclass(frozen=True)
@@ -234,9 +239,11 @@ class Attempts:
         states = {t.state for t in mine}
         errors = tuple(str(t.user_attrs[ERROR_ATTR]) for t in mine
                        if t.state == TrialState.FAIL and ERROR_ATTR in t.user_attrs)
+        # a try that ran out of memory even one example at a time: the point does not fit, retrying cannot help
+        infeasible = any(t.state == TrialState.FAIL and INFEASIBLE_ATTR in t.user_attrs for t in mine)
         state = next((name for kind, name in ((TrialState.COMPLETE, "COMPLETE"), (TrialState.PRUNED, "PRUNED"),
                                               (TrialState.RUNNING, "RUNNING")) if kind in states),
-                     "FAIL" if errors else "PENDING")
+                     "INFEASIBLE" if infeasible else "FAIL" if errors else "PENDING")
         complete = [t for t in mine if t.state == TrialState.COMPLETE]
         stopped = [(int(t.user_attrs.get(PRUNED_AFTER_ATTR, max(t.intermediate_values, default=0))),
                     float("nan") if t.value is None else float(t.value))
@@ -270,7 +277,7 @@ def next_point(study: optuna.Study, space: SearchSpace, max_retries: int) -> Tra
 
 def incomplete_grid(study: optuna.Study, space: SearchSpace) -> str | None:
     """Which grid points have no result, in words (None: every point has one)."""
-    missing = [p for p in point_status(study, space) if not p.finished]
+    missing = [p for p in point_status(study, space) if p.state not in ("COMPLETE", "PRUNED")]
     if not missing:
         return None
     listed = "; ".join(f"{p.point.batch_size} {p.point.learning_rate:g} ({p.state.lower()})" for p in missing)

@@ -238,6 +238,8 @@ class _Loop:
         self.model = own_weights(model)
         self.split = TensorSplit.from_dataset(train)
         self.batch_size, self.batching = hp.batch_size, settings.batching
+        # the grid's batch size is the effective batch; it runs as micro-batches of at most this many examples
+        self.micro = min(machine.micro_batch_size or hp.batch_size, hp.batch_size)
         self.steps_per_epoch, self.total = planned_steps(settings, len(self.split), hp.batch_size)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = adamw(self.params, hp.learning_rate, device)
@@ -261,8 +263,7 @@ class _Loop:
         """Steps over one shuffled pass of the training set, batched as ``settings.batching`` says (fewer at
         ``max_steps``)."""
         for rows in epoch_batches(self.split.lengths, self.batch_size, self.rng, self.batching):
-            batch = collate(self.split, rows, self.pad_id, self.multiple)
-            grad_norm = self.train_step({k: v.to(self.device, non_blocking=True) for k, v in batch.items()})
+            grad_norm = self.train_step(rows)
             self.step += 1
             if self.step % self.log_every == 0 or self.step == self.total:
                 record = self.log_record(grad_norm)
@@ -273,23 +274,35 @@ class _Loop:
             if self.step >= self.total:
                 return
 
-    def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Forward, backward, clip, update; return the gradient norm before clipping."""
-        with self.autocast:
-            loss = self.model(**batch).loss
+    def train_step(self, rows: np.ndarray) -> torch.Tensor:
+        """One optimizer step over the batch ``rows``: forward and backward in micro-batches of ``self.micro``
+        examples (each loss weighted by its share of the batch, so the gradients are the batch's mean, as one
+        pass over it gives), then clip and update once; return the gradient norm before clipping."""
+        import torch
+
+        token_ids = []
+        for start in range(0, len(rows), self.micro):
+            part = rows[start:start + self.micro]
+            batch = collate(self.split, part, self.pad_id, self.multiple)
+            batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+            with self.autocast:
+                loss = self.model(**batch).loss
+            if len(part) < len(rows):
+                loss = loss * (len(part) / len(rows))
+            (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+            self.loss_sum += loss.detach().float()
+            token_ids.append(batch["input_ids"].reshape(-1))
+        ids = token_ids[0] if len(token_ids) == 1 else torch.cat(token_ids)
         if self.scaler is None:
-            loss.backward()
-            grad_norm = clip_gradients(self.params, self.device, self.optimizer, total=self.norm_of(batch["input_ids"]))
+            grad_norm = clip_gradients(self.params, self.device, self.optimizer, total=self.norm_of(ids))
             self.optimizer.step()
         else:  # unscale first so that clipping sees the real norm; the step is skipped on inf/nan
-            self.scaler.scale(loss).backward()
             self.scaler.unscale_(self.optimizer)  # GradScaler.step then keeps the fused clipping's grad_scale
-            grad_norm = clip_gradients(self.params, self.device, self.optimizer, total=self.norm_of(batch["input_ids"]))
+            grad_norm = clip_gradients(self.params, self.device, self.optimizer, total=self.norm_of(ids))
             self.scaler.step(self.optimizer)
             self.scaler.update()
         self.schedule.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.loss_sum += loss.detach().float()
         return grad_norm
 
     def log_record(self, grad_norm: torch.Tensor) -> dict[str, float]:

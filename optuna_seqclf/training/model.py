@@ -140,11 +140,11 @@ def own_weights(model: PreTrainedModel) -> PreTrainedModel:
 
 def trained_on(machine: MachineSettings) -> dict[str, object]:
     """The machine settings a model was trained under: floating-point sums, and so the weights to the last
-    bit, differ across devices, precisions and thread counts."""
+    bit, differ across devices, precisions, thread counts and micro-batches (None: the whole batch at once)."""
     import torch
 
     return {"device": resolve_device(machine), "precision": machine.precision, "threads": torch.get_num_threads(),
-            "torch": torch.__version__}
+            "micro_batch_size": machine.micro_batch_size, "torch": torch.__version__}
 
 
 def save_weights(model: PreTrainedModel, folder: Path) -> Path:

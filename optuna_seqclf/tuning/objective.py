@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from optuna_seqclf.errors import first_line
-from optuna_seqclf.hooks import EpochHook, StepHook
+from optuna_seqclf.hooks import EpochHook, Progress, StepHook, silent
 from optuna_seqclf.settings import HParams, MachineSettings, Metric, SearchSpace, TrainSettings
 from optuna_seqclf.study.artifacts import KeptWeights, upload_weights, worth_keeping
 from optuna_seqclf.study.queue import TrialResult, is_overflow, owner_of
@@ -33,12 +33,15 @@ from optuna_seqclf.study.schema import (
     EVAL_RUNTIME_ATTR,
     FAILED_RUN_ATTR,
     HISTORY_ATTR,
+    INFEASIBLE_ATTR,
     KEEP_ERROR_ATTR,
+    MICRO_BATCH_ATTR,
     PRUNED_AFTER_ATTR,
     TRAIN_LOSS_ATTR,
     TRAIN_RUNTIME_ATTR,
 )
 from optuna_seqclf.training.loop import FineTuneResult, Trainer, fine_tune, planned_epochs
+from optuna_seqclf.training.memory import Infeasible, fit_in_memory
 from optuna_seqclf.training.model import save_weights, trained_on
 from optuna_seqclf.training.prepared import Prepared
 from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
@@ -66,6 +69,7 @@ class Objective:
     metric: Metric = field(default_factory=Metric)
     trainer: Trainer = fine_tune  # what trains the trial's (point, seed); tests give a scripted one
     store: ArtifactStore | None = None  # where a trial that could be chosen keeps its weights (``study.artifacts``)
+    progress: Progress = silent  # what a trial says while it runs (an out-of-memory retry)
 
     def __call__(self, trial: optuna.Trial) -> float:
         hp, confirm_seed = self._claim(trial)
@@ -76,17 +80,26 @@ class Objective:
             trial.set_user_attr(ERROR_ATTR, f"tracking: {type(exc).__name__}: {first_line(exc)}")
             raise
         encoded = self.prepared.encoded(self.settings.max_seq_length)
-        try:
-            result = self.trainer(
+
+        def train(machine: MachineSettings) -> FineTuneResult:
+            return self.trainer(
                 self.settings.model, self.prepared.tokenizer, encoded.train, encoded.dev,
-                self.prepared.corpus.id2label, hp, self.settings, seed, machine=self.machine,
+                self.prepared.corpus.id2label, hp, self.settings, seed, machine=machine,
                 # a confirmation run is never pruned: its full-length score is what it is for
                 on_epoch=_after_epoch(trial, run, self.metric, prune=confirm_seed is None,
                                       last_epoch=planned_epochs(self.settings, len(encoded.train), hp.batch_size)),
                 on_step=self.on_step,
                 on_log=log_to(run),
             )
+
+        try:  # out of memory: the same point again with half the micro-batch (``training.memory``)
+            result, used = fit_in_memory(train, self.machine, hp.batch_size, self.progress)
+            trial.set_user_attr(MICRO_BATCH_ATTR, used.micro_batch_size)
         except optuna.TrialPruned:
+            raise
+        except Infeasible as exc:
+            trial.set_user_attr(INFEASIBLE_ATTR, str(exc))
+            trial.set_user_attr(ERROR_ATTR, f"infeasible: {exc}")
             raise
         except Exception as exc:
             trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
@@ -96,30 +109,17 @@ class Objective:
             run.note("failed_run", failed or "")
         finally:
             run.close()
-        if failed is not None:
-            trial.set_user_attr(FAILED_RUN_ATTR, failed)
-        metrics = result.dev.metrics
-        # the scores every task's tables read, where the task has them (regression has no F1 nor accuracy); all
-        # of them in DEV_METRICS_ATTR
-        for name, key in ((DEV_ACCURACY_ATTR, "accuracy"), (DEV_MICRO_F1_ATTR, "micro_f1"), (DEV_F1_ATTR, "f1"),
-                          (DEV_MCC_ATTR, "mcc")):
-            if key in metrics:
-                trial.set_user_attr(name, metrics[key])
-        for name, value in ((DEV_METRICS_ATTR, metrics), (DEV_CLASS_F1_ATTR, result.dev.per_class_f1),
-                            (DEV_LOSS_ATTR, metrics["loss"]), (EVAL_RUNTIME_ATTR, result.eval_seconds),
-                            (TRAIN_RUNTIME_ATTR, result.train_metrics.get("train_runtime", 0.0)),
-                            (TRAIN_LOSS_ATTR, result.train_metrics.get("train_loss", float("nan")))):
-            trial.set_user_attr(name, value)
+        metrics = _record(trial, result, failed)
         if self.store is not None and result.model is not None:
             nan = float("nan")
             self._keep_weights(trial, TrialResult(trial.number, hp, metrics[self.metric.key],
                                                   metrics.get("accuracy", nan), metrics.get("micro_f1", nan),
                                                   metrics["loss"], (), failed),
-                               result, seed, confirming=confirm_seed is not None)
+                               result, seed, confirming=confirm_seed is not None, machine=used)
         return metrics[self.metric.key]
 
     def _keep_weights(self, trial: optuna.Trial, candidate: TrialResult, result: FineTuneResult, seed: int,
-                      confirming: bool) -> None:
+                      confirming: bool, machine: MachineSettings) -> None:
         """Upload the weights of a trial that could be chosen, before it completes (``study.artifacts``). A
         failed upload costs the reuse, never the trial: ``train`` trains that replica, saying why."""
         assert self.store is not None
@@ -131,7 +131,7 @@ class Objective:
                                                                                    ".safetensors")
                 upload_weights(trial, self.store, file, KeptWeights(
                     "", "", 0, seed, asdict(self.settings), self.prepared.corpus.fingerprint,
-                    trained_on(self.machine), dict(result.train_metrics), list(result.log_history)))
+                    trained_on(machine), dict(result.train_metrics), list(result.log_history)))
         except Exception as exc:
             trial.set_user_attr(KEEP_ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
 
@@ -158,6 +158,25 @@ class Objective:
             "batching": s.batching,
             "stage": "grid" if confirm_seed is None else "confirm",
         }
+
+
+def _record(trial: optuna.Trial, result: FineTuneResult, failed: str | None) -> dict[str, float]:
+    """The trial's dev scores, failed-run mark and timings as user attributes; its dev metrics."""
+    if failed is not None:
+        trial.set_user_attr(FAILED_RUN_ATTR, failed)
+    metrics = result.dev.metrics
+    # the scores every task's tables read, where the task has them (regression has no F1 nor accuracy); all
+    # of them in DEV_METRICS_ATTR
+    for name, key in ((DEV_ACCURACY_ATTR, "accuracy"), (DEV_MICRO_F1_ATTR, "micro_f1"), (DEV_F1_ATTR, "f1"),
+                      (DEV_MCC_ATTR, "mcc")):
+        if key in metrics:
+            trial.set_user_attr(name, metrics[key])
+    for name, value in ((DEV_METRICS_ATTR, metrics), (DEV_CLASS_F1_ATTR, result.dev.per_class_f1),
+                        (DEV_LOSS_ATTR, metrics["loss"]), (EVAL_RUNTIME_ATTR, result.eval_seconds),
+                        (TRAIN_RUNTIME_ATTR, result.train_metrics.get("train_runtime", 0.0)),
+                        (TRAIN_LOSS_ATTR, result.train_metrics.get("train_loss", float("nan")))):
+        trial.set_user_attr(name, value)
+    return metrics
 
 
 def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune: bool = True,

@@ -32,6 +32,8 @@ from optuna_seqclf.study.schema import (
     DUPLICATE_ATTR,
     ERROR_ATTR,
     FAILED_RUN_ATTR,
+    INFEASIBLE_ATTR,
+    MICRO_BATCH_ATTR,
     PRUNED_AFTER_ATTR,
     SELECTION_ATTR,
 )
@@ -73,7 +75,8 @@ class TuneResult:
 
     @property
     def failed_points(self) -> list[PointStatus]:
-        return [p for p in self.points if not p.finished]
+        """Points with no result: not finished, or INFEASIBLE (out of memory at micro-batch 1)."""
+        return [p for p in self.points if not p.finished or p.state == "INFEASIBLE"]
 
 
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
@@ -90,8 +93,9 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     settings (threads, allocator, log levels, CUDA device) are left as they are."""
     if workers < 1:
         raise ConfigError(f"workers must be 1 or more, got {workers}", "workers")
-    progress = progress or silent  # workers print nothing either when there is no progress to show
-    machine, space = machine or MachineSettings(), space or SearchSpace()
+    # workers print nothing either when there is no progress to show
+    progress, machine, space = progress or silent, machine or MachineSettings(), space or SearchSpace()
+    check_micro_batch(machine, space)
     check_log_dir(log_dir)
     study_spec = with_artifact_store(study_spec)  # checked, not created yet
     prepared = prepared or prepare(data, settings, machine)
@@ -126,6 +130,16 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     record = StudyRecord.from_study(study)
     return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
                       record.objective, record.settings.task)
+
+
+def check_micro_batch(machine: MachineSettings, space: SearchSpace) -> None:
+    """A micro-batch above every batch size of the grid would never be used: surely a mistake. (Above some of
+    them it is fine: a batch smaller than the micro-batch runs whole.)"""
+    largest = max(space.batch_sizes)
+    if machine.micro_batch_size is not None and machine.micro_batch_size > largest:
+        raise ConfigError(f"micro_batch_size {machine.micro_batch_size} is above the grid's largest batch size "
+                          f"{largest}: the batch size is the effective batch, a micro-batch a part of it",
+                          "micro_batch_size")
 
 
 def with_artifact_store(spec: StudySpec) -> StudySpec:
@@ -169,11 +183,15 @@ def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric
         secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
         failed = trial.user_attrs.get(FAILED_RUN_ATTR)
         eta = f"; ETA {eta_s / 60:.1f} min" if seed is None else ""
-        return (f"{head}: dev {metric.short} {trial.value:.4f} ({secs:.1f} s{eta})"
+        micro = trial.user_attrs.get(MICRO_BATCH_ATTR)
+        accumulated = f", micro-batch {micro}" if micro is not None and micro < p.get("batch_size", micro) else ""
+        return (f"{head}: dev {metric.short} {trial.value:.4f} ({secs:.1f} s{accumulated}{eta})"
                 + (f"; FAILED RUN: {failed}" if failed else ""))
     if trial.state == TrialState.PRUNED:
         value = trial.value if trial.value is not None else float("nan")
         return f"{head}: pruned after epoch {trial.user_attrs.get(PRUNED_AFTER_ATTR)} (dev {metric.short} {value:.4f})"
+    if INFEASIBLE_ATTR in trial.user_attrs:
+        return f"{head}: INFEASIBLE ({trial.user_attrs[INFEASIBLE_ATTR]}); not retried"
     return f"{head}: {trial.state.name} ({trial.user_attrs.get(ERROR_ATTR, 'no reason recorded')})"
 
 
@@ -206,7 +224,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
                 on_step(done, total)
 
         objective = Objective(prepared, settings, machine, space, tracker, study_spec.study_name, on_step=after_step,
-                              metric=metric, trainer=trainer, store=store)
+                              metric=metric, trainer=trainer, store=store, progress=progress)
         return run_grid(study, space, objective, study_spec.max_retries, gate, on_trial)
 
 

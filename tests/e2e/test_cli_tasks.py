@@ -130,6 +130,11 @@ def test_regression_tune_train_predict_and_pipeline(workdir: Path, tiny_model: P
     metrics = json.loads((workdir / "m.json").read_text())
     assert metrics["pearson"] == pytest.approx(summary["ensemble"]["test_pearson"], abs=1e-5)
     assert re.search(r"labelled examples: Pearson -?[0-9.]+, Spearman -?[0-9.]+, MSE [0-9.]+", predicted.output)
+    report = CliRunner().invoke(cli, ["report", "--study-name", "sts", "-o", "report"])
+    assert report.exit_code == 0, report.output
+    text = (workdir / "report" / "report.md").read_text()
+    assert "| Seed | Dev Pearson | Test Pearson | Test Spearman |" in text and "dev accuracy" not in text
+    assert (workdir / "report" / "replicas_test_f1.png").stat().st_size > 0
     # a resume under another task is another study's identity
     other = CliRunner().invoke(cli, ["tune", str(folder), "--text-column", "s1", "--label-column", "score",
                                      "--model", str(tiny_model), "--study-name", "sts", *TUNE])

@@ -88,3 +88,35 @@ def test_planned_epochs_are_the_epochs_the_loop_evaluates_after(sst2, epochs: fl
     fine_tune(settings.model, prepared.tokenizer, train, encoded.dev.select(range(20)), prepared.corpus.id2label,
               HParams(16, 1e-3), settings, seed=1, machine=CPU, on_epoch=lambda epoch, metrics: seen.append(epoch))
     assert train_lib.planned_epochs(settings, len(train), 16) == expected == len(seen)
+
+
+def test_a_batch_in_micro_batches_trains_the_same_weights(sst2, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Batch 32 as 4 x 8 (and as 12 + 12 + 8) gives the weights, loss and gradient norms of 1 x 32: the grid's
+    batch size is the effective batch whatever the micro-batch (dropout off, so only float order differs)."""
+    settings, prepared, encoded = sst2
+    real_load = train_lib.load_model
+
+    def without_dropout(*args, **kwargs):  # type: ignore[no-untyped-def]
+        model = real_load(*args, **kwargs)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        return model
+
+    monkeypatch.setattr(train_lib, "load_model", without_dropout)
+    train, dev = encoded.train.select(range(96)), encoded.dev.select(range(20))
+
+    def run(micro: int | None):  # type: ignore[no-untyped-def]
+        result = fine_tune(settings.model, prepared.tokenizer, train, dev, prepared.corpus.id2label,
+                           HParams(32, 1e-3), replace(settings, epochs=2), seed=1,
+                           machine=replace(CPU, micro_batch_size=micro))
+        return result, {k: v.detach().clone() for k, v in result.model.state_dict().items()}
+
+    (whole, whole_weights), *parts = run(None), run(8), run(12)
+    for result, weights in parts:
+        assert result.train_metrics["global_step"] == whole.train_metrics["global_step"] == 6
+        assert result.train_metrics["train_loss"] == pytest.approx(whole.train_metrics["train_loss"], rel=1e-5)
+        assert [r["grad_norm"] for r in result.log_history] == pytest.approx(
+            [r["grad_norm"] for r in whole.log_history], rel=1e-4)
+        worst = max(float((weights[k] - whole_weights[k]).abs().max()) for k in whole_weights)
+        assert worst < 1e-5, worst
