@@ -20,6 +20,10 @@ DEFAULT_BATCH_SIZES: tuple[int, ...] = (8, 16, 32)
 DEFAULT_LEARNING_RATES: tuple[float, ...] = (
     1e-3, 1e-4, 1e-5, 1e-6, 3e-3, 3e-4, 3e-5, 3e-6, 5e-3, 5e-4, 5e-5, 5e-6,
 )
+# --lora without --learning-rates: the same grid ten times higher. An adapter trains few weights from a zero
+# start (B = 0), and LoRA's own tuned rates sit about 10x above full fine-tuning's (Hu et al. 2021, RoBERTa-base
+# on GLUE: 4e-4-5e-4 vs 1e-5-3e-5); bench/RESULTS.md "Issue 26: LoRA" measured MiniLM on SST-2 2k.
+DEFAULT_LORA_LEARNING_RATES: tuple[float, ...] = tuple(round(lr * 10, 12) for lr in DEFAULT_LEARNING_RATES)
 DEFAULT_SEEDS: tuple[int, ...] = (1, 2, 3, 4, 5)
 # The default job (issue 24; docs/choosing.md, bench/RESULTS.md "Issue 24"): the median pruner, then the top 3
 # complete points trained again with 1 more seed each, chosen by their mean dev score; their runs become
@@ -230,6 +234,25 @@ class DataSpec:
 
 
 @dataclass(frozen=True)
+class LoraSettings:
+    """``--lora``: low-rank adapters (``training.lora``) of ``rank`` with scale ``alpha / rank`` and ``dropout``
+    on ``targets`` (None: peft's defaults for the architecture); part of a study's identity."""
+
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    targets: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.rank <= 0 or self.alpha <= 0:
+            raise ConfigError(f"lora_rank and lora_alpha must be above 0, got {self.rank} and {self.alpha}", "lora")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"lora_dropout must be in [0, 1), got {self.dropout}", "lora_dropout")
+        if self.targets is not None:
+            object.__setattr__(self, "targets", tuple(self.targets))
+
+
+@dataclass(frozen=True)
 class TrainSettings:
     """How one model is fine-tuned: the same for every trial and every replica of a study.
 
@@ -247,6 +270,7 @@ class TrainSettings:
     task: str = "single-label"  # ``TASKS``: the head and the loss
     # multi-label: a label at probability 0.5 (fixed), or at a threshold per label chosen on dev (tuned)
     thresholds: str = "fixed"
+    lora: LoraSettings | None = None  # None: every weight fine-tuned
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -294,6 +318,7 @@ class MachineSettings:
     # examples per forward/backward pass; a larger batch (the grid's, the effective one) accumulates its
     # micro-batches' gradients into one optimizer step. None: the whole batch at once
     micro_batch_size: int | None = None
+    gradient_checkpointing: bool = False  # recompute activations in the backward pass (long texts, big models)
 
     def __post_init__(self) -> None:
         if self.micro_batch_size is not None and self.micro_batch_size <= 0:

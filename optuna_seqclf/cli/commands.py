@@ -21,7 +21,10 @@ from optuna_seqclf.cli.options import (
 from optuna_seqclf.cli.predict_command import predict
 from optuna_seqclf.runtime import configure_process, exit_code_of, exit_now
 from optuna_seqclf.settings import (
+    DEFAULT_LEARNING_RATES,
+    DEFAULT_LORA_LEARNING_RATES,
     DataSpec,
+    LoraSettings,
     MachineSettings,
     SearchSpace,
     StudySpec,
@@ -57,7 +60,8 @@ def _machine(p: dict[str, Any]) -> MachineSettings:
     """The machine settings of a command's options, and this process set up for training with them (the command
     line's own)."""
     machine = MachineSettings(device=p["device"], precision=p["precision"], eval_batch_size=p["eval_batch_size"],
-                              threads=p["threads"], micro_batch_size=p["micro_batch_size"])
+                              threads=p["threads"], micro_batch_size=p["micro_batch_size"],
+                              gradient_checkpointing=p["gradient_checkpointing"])
     configure_process(p["threads"], p.get("workers", 1))
     return machine
 
@@ -119,8 +123,9 @@ def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSetting
     """The library's specs from the options ``tune`` and ``run`` share."""
     from optuna_seqclf.tuning.names import default_study
 
+    lora = LoraSettings(p["lora_rank"], p["lora_alpha"], p["lora_dropout"], p["lora_targets"]) if p["lora"] else None
     settings = TrainSettings(_resolve_model(p["model"], p["quiet"]), p["tokenizer"], p["epochs"], p["max_steps"],
-                             p["max_seq_length"], p["seed"], p["batching"], p["task"], p["thresholds"])
+                             p["max_seq_length"], p["seed"], p["batching"], p["task"], p["thresholds"], lora)
     name, task, storage, note = default_study(p["study_name"], p["storage"], p["config_name"],
                                               p["model"] or DEFAULT_MODEL_NAME, p["task_name"], p["data_dir"])
     if note and not p["quiet"]:
@@ -130,7 +135,8 @@ def _tuning_inputs(p: dict[str, Any]) -> tuple[StudySpec, DataSpec, TrainSetting
     data = DataSpec(p["data_dir"], p["text_column"], p["label_column"], p["text_pair_column"], p["label_separator"],
                     p["label_columns"])
     machine = _machine(p)
-    return spec, data, settings, SearchSpace(p["batch_sizes"], p["learning_rates"]), machine
+    rates = p["learning_rates"] or (DEFAULT_LORA_LEARNING_RATES if lora else DEFAULT_LEARNING_RATES)
+    return spec, data, settings, SearchSpace(p["batch_sizes"], rates), machine
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -150,8 +156,10 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
          epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
          workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str | None, accept_changes: bool,
          artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
-         label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str,
-         eval_batch_size: int, micro_batch_size: int | None, threads: int | None, device: str | None, precision: str,
+         label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str, lora: bool, lora_rank: int,
+        lora_alpha: int, lora_dropout: float, lora_targets: tuple[str, ...] | None,
+         eval_batch_size: int, gradient_checkpointing: bool, micro_batch_size: int | None, threads: int | None,
+         device: str | None, precision: str,
          log_dir: Path, no_track: bool,
          quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
@@ -180,7 +188,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
 @fail_cleanly
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
           artifact_store: str | None, output_dir: Path, seeds: tuple[int, ...], replace_failed: bool,
-          eval_batch_size: int, micro_batch_size: int | None,
+          eval_batch_size: int, gradient_checkpointing: bool, micro_batch_size: int | None,
           threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
           quiet: bool) -> None:
     """Train one replica per seed with the study's best batch size and learning rate."""
@@ -207,10 +215,11 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
         epochs: float, max_steps: int | None, max_seq_length: int, batching: str, seed: int, max_retries: int,
         workers: int, pruner: str, confirm_top: int, confirm_seeds: int, metric: str | None, accept_changes: bool,
         artifact_store: str | None, text_column: str, label_column: str, text_pair_column: str | None, task: str,
-        label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str,
+        label_separator: str, label_columns: tuple[str, ...] | None, thresholds: str, lora: bool, lora_rank: int,
+        lora_alpha: int, lora_dropout: float, lora_targets: tuple[str, ...] | None,
         output_dir: Path, seeds: tuple[int, ...],
-        replace_failed: bool, eval_batch_size: int, micro_batch_size: int | None, threads: int | None,
-        device: str | None, precision: str,
+        replace_failed: bool, eval_batch_size: int, gradient_checkpointing: bool, micro_batch_size: int | None,
+        threads: int | None, device: str | None, precision: str,
         log_dir: Path, no_track: bool, quiet: bool) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
     from optuna_seqclf.pipeline import run as run_all

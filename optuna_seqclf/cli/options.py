@@ -110,6 +110,19 @@ task_options = options_group(
                       "chosen on dev (tuned; kept with the model; the dev score is then optimistic, docs/tasks.md)."),
 )
 
+lora_options = options_group(
+    click.option("--lora", is_flag=True,
+                 help="Train LoRA adapters (peft) and the head instead of every weight; replicas are saved merged, "
+                      "the adapter beside them. Part of the study (docs/training.md)."),
+    click.option("--lora-rank", default=8, show_default=True, type=int, help="--lora: the adapters' rank."),
+    click.option("--lora-alpha", default=16, show_default=True, type=int, help="--lora: their scale is alpha/rank."),
+    click.option("--lora-dropout", default=0.1, show_default=True, type=float, help="--lora: dropout on their input."),
+    click.option("--lora-targets", default=None,
+                 callback=parsed(lambda text: tuple(t.strip() for t in text.split(",") if t.strip())),
+                 help="--lora: the linear layers to adapt, by name (default: peft's for the architecture, e.g. "
+                      "query,value for BERT)."),
+)
+
 artifact_store_option = click.option(
     "--artifact-store", default=None,
     help="Where trials that could be chosen keep their weights, so `train` reuses them as replicas instead of "
@@ -133,9 +146,10 @@ tune_options = options_group(
     click.option("--batch-sizes", default=",".join(map(str, DEFAULT_BATCH_SIZES)), show_default=True,
                  callback=parsed(lambda text: parse_int_list(text, "--batch-sizes")),
                  help="Comma list of batch sizes to try."),
-    click.option("--learning-rates", default=",".join(f"{lr:g}" for lr in DEFAULT_LEARNING_RATES), show_default=True,
+    click.option("--learning-rates", default=None,
                  callback=parsed(lambda text: parse_float_list(text, "--learning-rates")),
-                 help="Comma list of learning rates to try."),
+                 help="Comma list of learning rates to try (default: the reference's "
+                      f"{','.join(f'{lr:g}' for lr in DEFAULT_LEARNING_RATES)}; ten times each under --lora)."),
     click.option("--epochs", default=4.0, show_default=True, type=float, help="Training epochs per trial."),
     click.option("--max-steps", default=None, type=int, help="Train this many steps instead of --epochs."),
     click.option("--max-seq-length", default=128, show_default=True, type=int,
@@ -170,11 +184,14 @@ tune_options = options_group(
     artifact_store_option,
     data_options,
     task_options,
+    lora_options,
 )
 
 machine_options = options_group(
     click.option("--eval-batch-size", default=128, show_default=True, type=int,
                  help="Batch size for dev/test evaluation."),
+    click.option("--gradient-checkpointing", is_flag=True,
+                 help="Recompute activations in the backward pass: less memory for long texts, more time."),
     click.option("--micro-batch-size", default=None, type=int,
                  help="Examples per forward/backward pass: a larger batch size (the grid's, the effective batch) "
                       "accumulates its micro-batches into one optimizer step. Default: the whole batch; out of "

@@ -158,12 +158,11 @@ class ReplicaJob:
             raise WeightsUnavailable("trained on other data files")
         with tempfile.TemporaryDirectory(prefix="seqclf-weights-") as tmp:
             try:
-                tuned = from_weights(self.settings.model, self.prepared.corpus.id2label,
+                tuned = from_weights(self.settings, self.prepared.corpus.id2label,
                                      fetch_weights(self.store, kept, Path(tmp)),
                                      self.prepared.encoded(self.settings.max_seq_length).dev, self.prepared.tokenizer,
                                      self.machine, kept.train_metrics, kept.log_history,
-                                     trial.user_attrs.get(HISTORY_ATTR, []), self.settings.task,
-                                     self.settings.thresholds)
+                                     trial.user_attrs.get(HISTORY_ATTR, []))
             except ModelLoadError as exc:
                 raise WeightsUnavailable(str(exc)) from None
         return tuned, {"trained_on": kept.trained_on, "from_trial": {

@@ -14,7 +14,7 @@ from optuna_seqclf.errors import OutputError, StudyError, redact
 from optuna_seqclf.report import plots
 from optuna_seqclf.report.budget import BudgetCurve, budget_curve
 from optuna_seqclf.report.tables import grid_table, mean_std, rst_table, selection_notes
-from optuna_seqclf.settings import HParams, check_name
+from optuna_seqclf.settings import HParams, TrainSettings, check_name
 from optuna_seqclf.study.queue import PointStatus, point_status
 from optuna_seqclf.study.record import StudyRecord
 from optuna_seqclf.study.schema import COMMAND_CONFIG_ATTR, DEV_CLASS_F1_ATTR, REPLICAS_ATTR
@@ -165,8 +165,7 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
         f"- Storage: `{redact(storage_url)}`",
         f"- Data: `{record.data.data_dir}`; model: `{s.model}`"
         + (f"; tokenizer `{s.tokenizer}`" if s.tokenizer else ""),
-        f"- Training: {s.epochs:g} epoch(s)" + (f" / {s.max_steps} steps" if s.max_steps else "")
-        + f", max length {s.max_seq_length}, {s.batching} batches, seed {s.seed}; objective: dev {metric.label}",
+        f"- Training: {_training(s)}; objective: dev {metric.label}",
         f"- Grid: {len(points)} points, {count('COMPLETE')} complete, {count('FAIL')} failed, "
         + (f"{count('INFEASIBLE')} infeasible (out of memory at micro-batch 1), " if count("INFEASIBLE") else "")
         + f"{count('PRUNED')} pruned, {count('PENDING', 'RUNNING')} not finished",
@@ -200,6 +199,15 @@ def _markdown(study_name: str, storage_url: str, record: StudyRecord, points: li
         lines += ["## Configuration", "", "The options of the last `tune`/`run` on this study, as a file "
                   "`--config` reads back:", "", "```toml", command_config.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _training(s: TrainSettings) -> str:
+    """``4 epoch(s), max length 128, grouped-shuffled batches, seed 1`` (and LoRA's settings)."""
+    lora = s.lora
+    return (f"{s.epochs:g} epoch(s)" + (f" / {s.max_steps} steps" if s.max_steps else "")
+            + f", max length {s.max_seq_length}, {s.batching} batches, seed {s.seed}"
+            + ("" if lora is None else f", LoRA rank {lora.rank} alpha {lora.alpha} dropout {lora.dropout:g}"
+               + (f" on {','.join(lora.targets)}" if lora.targets else "")))
 
 
 def _confirmation_markdown(selection: Selection, metric: str) -> list[str]:

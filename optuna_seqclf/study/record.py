@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from optuna_seqclf.errors import StudyError
-from optuna_seqclf.settings import DataSpec, HParams, Metric, SearchSpace, StudySpec, TrainSettings
+from optuna_seqclf.settings import DataSpec, HParams, LoraSettings, Metric, SearchSpace, StudySpec, TrainSettings
 from optuna_seqclf.study.confirm import ConfirmPlan
 from optuna_seqclf.study.queue import GRID_ORDER, enqueue_untaken, grid_order
 from optuna_seqclf.study.schema import POINT_ATTR, RECORD_ATTR
@@ -52,7 +52,7 @@ class StudyRecord:
     # Stored fields that make trials comparable: a resume must agree on all of them.
     IDENTITY = ("data_fingerprint", "model", "tokenizer", "batch_sizes", "learning_rates", "epochs",
                 "max_steps", "max_seq_length", "seed", "batching", "metric", "text_column", "label_column",
-                "text_pair_column", "task", "label_separator", "label_columns", "thresholds")
+                "text_pair_column", "task", "label_separator", "label_columns", "thresholds", "lora")
 
     @classmethod
     def build(cls, spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace,
@@ -71,7 +71,8 @@ class StudyRecord:
                                  max_steps=raw["max_steps"], max_seq_length=raw["max_seq_length"], seed=raw["seed"],
                                  # studies made before --batching trained length-grouped batches
                                  batching=raw.get("batching", "grouped"), task=raw.get("task", "single-label"),
-                                 thresholds=raw.get("thresholds", "fixed"))
+                                 thresholds=raw.get("thresholds", "fixed"),
+                                 lora=LoraSettings(**raw["lora"]) if raw.get("lora") else None)
         space = SearchSpace(tuple(raw["batch_sizes"]), tuple(raw["learning_rates"]))
         return cls(data, settings, space, raw["config_name"], raw["task_name"], raw["data_fingerprint"],
                    raw.get("metric", "dev_macro_f1"), raw.get("grid_order", "shuffled"),

@@ -21,6 +21,7 @@ import numpy as np
 from optuna_seqclf.data.batches import TensorSplit, collate, epoch_batches
 from optuna_seqclf.hooks import EpochHook, LogHook, StepHook
 from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
+from optuna_seqclf.training.lora import with_lora
 from optuna_seqclf.training.model import load_model, load_weights, on_device, own_weights, resolve_device
 from optuna_seqclf.training.optim import GradientNorm, adamw, autocast_dtype, clip_gradients
 from optuna_seqclf.training.outputs import (
@@ -189,20 +190,20 @@ def fine_tune(
                           loop.log_history)
 
 
-def from_weights(model_name: str, id2label: dict[int, str], file: Path, dev: datasets.Dataset,
+def from_weights(settings: TrainSettings, id2label: dict[int, str], file: Path, dev: datasets.Dataset,
                  tokenizer: PreTrainedTokenizerBase, machine: MachineSettings, train_metrics: dict[str, float],
-                 log_history: list[dict[str, float]], history: list[dict[str, float]],
-                 task: str = "single-label", thresholds: str = "fixed") -> FineTuneResult:
+                 log_history: list[dict[str, float]], history: list[dict[str, float]]) -> FineTuneResult:
     """What ``fine_tune`` returned for a model whose weights were saved (``model.save_weights``): the model
-    rebuilt from ``file`` on the machine's device and evaluated on ``dev`` again; its training records as
-    they were kept. A file that does not fit the model is a ModelLoadError."""
+    (``settings.model``, its task's head, LoRA's adapters) rebuilt from ``file`` on the machine's device and
+    evaluated on ``dev`` again; its training records as they were kept. A file that does not fit the model
+    is a ModelLoadError."""
     device = resolve_device(machine)
-    model = load_weights(model_name, id2label, file, task)
+    model = load_weights(settings.model, id2label, file, settings.task, settings.lora)
     with on_device(device):
         model.to(device)  # type: ignore[arg-type]
         begun = time.perf_counter()
         dev_result = evaluate(model, dev, tokenizer, machine.eval_batch_size, machine.precision)
-        if thresholds == "tuned":  # the same as the trial chose: the same dev probabilities
+        if settings.thresholds == "tuned":  # the same as the trial chose: the same dev probabilities
             dev_result = tuned_thresholds(model, dev, dev_result)
     return FineTuneResult(model, dict(train_metrics), dev_result, list(history), time.perf_counter() - begun,
                           list(log_history))
@@ -236,6 +237,10 @@ class _Loop:
         # in place, as nn.Module.to is; transformers wraps PreTrainedModel.to in a decorator that mistypes it
         model.to(device)  # type: ignore[arg-type]
         self.model = own_weights(model)
+        if settings.lora is not None:  # adapters on the targets; only they and the head train
+            self.model = with_lora(self.model, settings.lora)
+        if machine.gradient_checkpointing:  # activations recomputed in the backward pass: less memory, more time
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.split = TensorSplit.from_dataset(train)
         self.batch_size, self.batching = hp.batch_size, settings.batching
         # the grid's batch size is the effective batch; it runs as micro-batches of at most this many examples

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optuna_seqclf.errors import ConfigError, ModelLoadError, first_line
-from optuna_seqclf.settings import PROBLEM_TYPES, MachineSettings
+from optuna_seqclf.settings import PROBLEM_TYPES, LoraSettings, MachineSettings
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -149,18 +149,27 @@ def trained_on(machine: MachineSettings) -> dict[str, object]:
 
 def save_weights(model: PreTrainedModel, folder: Path) -> Path:
     """The model's weights in one safetensors file in ``folder`` (``save_pretrained``'s, which writes tied
-    weights once and copes with ``own_weights``' shared arena)."""
+    weights once and copes with ``own_weights``' shared arena); a LoRA model's adapter and head only."""
+    from optuna_seqclf.training.lora import is_lora, save_adapter
+
+    if is_lora(model):
+        return save_adapter(model, folder)
     model.save_pretrained(folder, max_shard_size="100000GB")  # one file, whatever the model's size
     return folder / "model.safetensors"
 
 
-def load_weights(name: str, id2label: dict[int, str], file: Path, task: str = "single-label") -> PreTrainedModel:
+def load_weights(name: str, id2label: dict[int, str], file: Path, task: str = "single-label",
+                 lora: LoraSettings | None = None) -> PreTrainedModel:
     """``name``'s model with our labels' head, its every weight then replaced by ``file``'s (``save_weights``);
     a file whose tensors do not fit the model exactly (a weight left out is allowed only when it is tied to
-    one the file has) is a ModelLoadError."""
+    one the file has) is a ModelLoadError. With ``lora``, ``file`` is the adapter and head of a LoRA model."""
     from safetensors.torch import load_file
 
     model = load_model(name, id2label, task)
+    if lora is not None:
+        from optuna_seqclf.training.lora import load_adapter
+
+        return load_adapter(model, lora, file)
     try:
         state = load_file(str(file))
         missing, unexpected = model.load_state_dict(state, strict=False)

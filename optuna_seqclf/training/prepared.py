@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from optuna_seqclf.data.corpus import Corpus, EncodedSplits, encode_corpus, encode_labels, read_corpus
 from optuna_seqclf.settings import DataSpec, MachineSettings, TrainSettings
 from optuna_seqclf.training.loop import EvalResult
+from optuna_seqclf.training.lora import check_lora
 from optuna_seqclf.training.model import check_device, check_model_config, load_tokenizer
 from optuna_seqclf.training.outputs import failed_run
 
@@ -48,4 +49,6 @@ def prepare(data: DataSpec, settings: TrainSettings, machine: MachineSettings | 
     check_device(machine or MachineSettings())
     tokenizer = load_tokenizer(settings.tokenizer_name)
     check_model_config(settings.model, tokenizer)
+    if settings.lora is not None:  # peft installed, and its targets in the model (no weights loaded)
+        check_lora(settings.model, settings.lora, 1 if settings.task == "regression" else len(corpus.label_names))
     return Prepared(corpus, tokenizer)

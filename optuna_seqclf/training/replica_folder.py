@@ -14,12 +14,14 @@ import json
 import os
 import shutil
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from optuna_seqclf.errors import ModelLoadError, OutputError, first_line
 from optuna_seqclf.settings import HParams, TrainSettings
 from optuna_seqclf.training.loop import EvalResult, FineTuneResult
+from optuna_seqclf.training.lora import ADAPTER_DIR, is_lora, merged_model, save_adapter
 from optuna_seqclf.training.optim import MAX_GRAD_NORM
 from optuna_seqclf.training.prepared import Prepared
 
@@ -66,7 +68,11 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     machine settings that trained it (``trained_on``) and the study's trial it was kept from (``from_trial``:
     study, trial, artifact id and sha256; null when ``train`` trained it), for training_args.json."""
     origin = origin or {}
-    tuned.model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
+    model = tuned.model
+    if is_lora(model):  # the adapter and head beside; the replica itself merged, loadable without peft
+        save_adapter(model, tmp / ADAPTER_DIR)
+        model = merged_model(model)
+    model.save_pretrained(tmp)  # model.safetensors, config.json with the real id2label
     prepared.tokenizer.save_pretrained(tmp)
     corpus = prepared.corpus
     epoch = float(tuned.train_metrics["epoch"])
@@ -88,6 +94,7 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
         "learning_rate": hp.learning_rate, "num_train_epochs": settings.epochs, "max_steps": settings.max_steps,
         "max_seq_length": settings.max_seq_length, "seed": seed,
         "batching": settings.batching, "optimizer": "AdamW (torch, fused)",
+        "lora": None if settings.lora is None else asdict(settings.lora),
         "weight_decay": 0.0, "lr_scheduler": "linear, no warm-up", "max_grad_norm": MAX_GRAD_NORM,
         "trained_on": origin.get("trained_on"), "from_trial": origin.get("from_trial"),
     })

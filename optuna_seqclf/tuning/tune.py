@@ -93,7 +93,6 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     settings (threads, allocator, log levels, CUDA device) are left as they are."""
     if workers < 1:
         raise ConfigError(f"workers must be 1 or more, got {workers}", "workers")
-    # workers print nothing either when there is no progress to show
     progress, machine, space = progress or silent, machine or MachineSettings(), space or SearchSpace()
     check_micro_batch(machine, space)
     check_log_dir(log_dir)

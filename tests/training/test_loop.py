@@ -120,3 +120,14 @@ def test_a_batch_in_micro_batches_trains_the_same_weights(sst2, monkeypatch: pyt
             [r["grad_norm"] for r in whole.log_history], rel=1e-4)
         worst = max(float((weights[k] - whole_weights[k]).abs().max()) for k in whole_weights)
         assert worst < 1e-5, worst
+
+
+def test_gradient_checkpointing_recomputes_and_trains_the_same_weights(sst2) -> None:  # type: ignore[no-untyped-def]
+    settings, prepared, encoded = sst2
+    train, dev = encoded.train.select(range(48)), encoded.dev.select(range(8))
+    runs = [fine_tune(settings.model, prepared.tokenizer, train, dev, prepared.corpus.id2label, HParams(16, 1e-3),
+                      settings, seed=1, machine=replace(CPU, gradient_checkpointing=on)) for on in (False, True)]
+    assert not runs[0].model.is_gradient_checkpointing and runs[1].model.is_gradient_checkpointing
+    plain, checkpointed = (r.model.state_dict() for r in runs)
+    worst = max(float((plain[k] - checkpointed[k]).abs().max()) for k in plain)
+    assert worst < 1e-5, worst  # dropout included: the recomputed forward replays the same random masks
