@@ -7,6 +7,8 @@ BCE-with-logits / MSE loss) train the same (model, batch size, learning rate, ep
 are scored on the test split by the same code (``training.outputs.task_metrics``: a label at probability 0.5;
 the score itself):
 
+``ours, random batches``: ours with ``batching="random"`` (the Trainer's own batches: is any gap the batching?).
+
 - ``goemotions-ekman-4k``: multi-label, the first 4000 / 1000 / 1000 examples of GoEmotions' train / dev /
   test files (JSON Lines, a ``labels`` list), their 28 emotions grouped into the paper's Ekman taxonomy (anger,
   disgust, fear, joy, sadness, surprise, neutral; an example keeps every group its emotions fall in). On all
@@ -22,7 +24,7 @@ single-label figure to compare with is bench/quality.py's (grouped-shuffled, the
 Every run is cached in ``--cache`` (JSON, after each run), so the bench resumes and a later invocation only
 reports. One process, all cores; seed by seed over every corpus, both variants of a seed one after the other.
 
-    python bench/tasks.py [--corpora goemotions-ekman-4k,stsb] [--seeds 1,2,3] [--report-only]
+    python bench/tasks.py [--corpora goemotions-ekman-4k,stsb] [--seeds 1,2,3,4,5] [--report-only]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import argparse
 import functools
 import json
 import statistics
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +91,12 @@ def scores(task: str, truth: Any, logits: np.ndarray) -> dict[str, float]:
 
 
 def run_ours(prepared: Any, model: str, task: str, batch_size: int, lr: float, epochs: float,
-             seed: int) -> dict[str, float]:
+             seed: int, batching: str | None = None) -> dict[str, float]:
     from optuna_seqclf import HParams, MachineSettings, TrainSettings
     from optuna_seqclf.training.loop import evaluate, fine_tune
 
     settings = TrainSettings(model=model, epochs=epochs, task=task)
+    settings = settings if batching is None else replace(settings, batching=batching)
     enc = prepared.encoded(settings.max_seq_length)
     machine = MachineSettings(device="cpu")
     result = fine_tune(model, prepared.tokenizer, enc.train, enc.dev, prepared.corpus.id2label,
@@ -136,7 +140,7 @@ def run_trainer(prepared: Any, model: str, task: str, batch_size: int, lr: float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default=",".join(CORPORA))
-    parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--report-only", action="store_true", help="report the cached runs, train nothing")
     args = parser.parse_args()
@@ -152,11 +156,13 @@ def main() -> None:
     names = args.corpora.split(",")
     corpora = {name: prepare(corpus_spec(name), TrainSettings(model=model, task=CORPORA[name][0]),
                              MachineSettings(device="cpu")) for name in names}
-    results: dict[str, dict[str, list[dict[str, float]]]] = {name: {"trainer": [], "ours": []} for name in names}
+    variants = {"trainer": run_trainer, "ours": run_ours,
+                "ours, random batches": functools.partial(run_ours, batching="random")}
+    results: dict[str, dict[str, list[dict[str, float]]]] = {name: {v: [] for v in variants} for name in names}
     for seed in seeds:
         for name, prepared in corpora.items():
             task, _, bs, lr, epochs = CORPORA[name]
-            for variant, run in (("trainer", run_trainer), ("ours", run_ours)):
+            for variant, run in variants.items():
                 key = Runs.key(name, variant, bs, lr, epochs, seed)
                 if args.report_only and runs.get(key) is None:
                     continue
