@@ -72,6 +72,15 @@ class Summary:
     def __getitem__(self, column: str) -> MetricSummary:
         return self.metrics[column]
 
+    def __getattr__(self, column: str) -> MetricSummary:
+        """A column by name, as before tasks (``summary.test_f1``; ``summary.test_pearson`` for regression)."""
+        if column.startswith("__") or column == "metrics":
+            raise AttributeError(column)
+        try:
+            return self.metrics[column]
+        except KeyError:
+            raise AttributeError(f"no column {column!r} in a {self.task} summary ({', '.join(self.metrics)})") from None
+
     @property
     def headline(self) -> str:
         return HEADLINE[self.task]

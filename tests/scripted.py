@@ -79,8 +79,12 @@ def _load(model_name: str, id2label: dict[int, str]) -> Any:
     return load_model(model_name, id2label)
 
 
+def _crash() -> BaseException:
+    return RuntimeError("CUDA error: device-side assert triggered (simulated)")  # a crash, not out of memory
+
+
 def fail_on(point: tuple[int, float] | None = None, times: int | None = None,
-            error: Callable[[], BaseException] = lambda: RuntimeError("CUDA out of memory (simulated)")) -> Failure:
+            error: Callable[[], BaseException] = _crash) -> Failure:
     """Fail the first ``times`` calls (all, when None) on ``point`` (any point, when None)."""
     def fail(hp: HParams, seed: int, calls: list[tuple[HParams, int]]) -> BaseException | None:
         if point is not None and (hp.batch_size, hp.learning_rate) != point:

@@ -11,8 +11,22 @@ from optuna_seqclf.settings import HParams
 from optuna_seqclf.summary import Summary
 
 
+class ScoresByName:
+    """``.test_f1``, ``.dev_accuracy`` (``.test_pearson``, ...): a score of ``scores`` by name, as before tasks."""
+
+    scores: dict[str, float]
+
+    def __getattr__(self, name: str) -> float:
+        if name.startswith("__") or name == "scores":
+            raise AttributeError(name)
+        try:
+            return self.scores[name]
+        except KeyError:
+            raise AttributeError(f"no score {name!r} ({', '.join(self.scores)})") from None
+
+
 @dataclass(frozen=True)
-class ReplicaResult:
+class ReplicaResult(ScoresByName):
     seed: int
     path: str
     scores: dict[str, float]  # every metric of the task on dev and test: ``dev_f1``, ``test_pearson``, ...
@@ -53,7 +67,7 @@ class ReplicasResult:
 
 
 @dataclass(frozen=True)
-class EnsembleResult:
+class EnsembleResult(ScoresByName):
     """The replicas' seed ensemble on dev and test, as ``predict`` runs it: their probabilities averaged (their
     scores, for regression), scored with the task's metrics (``dev_f1``, ``test_micro_f1``, ...)."""
 

@@ -125,7 +125,9 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
             figures.append(plots.expected_best(budget, output_dir / "expected_best.png", study_name, metric))
         curves = _learning_curves(points)
         if curves:
-            figures.append(plots.learning_curves(curves, output_dir / "learning_curves.png", study_name))
+            loss = {"single-label": "cross-entropy", "multi-label": "BCE", "regression": "MSE"}[record.settings.task]
+            figures.append(plots.learning_curves(curves, output_dir / "learning_curves.png", study_name,
+                                                 record.objective.key, metric, f"dev {loss} loss"))
         if replicas and summary:
             test = summary.columns[1]
             figures.append(plots.replicas([r["seed"] for r in replicas["replicas"]],
@@ -251,6 +253,7 @@ def _replicas_markdown(replicas: dict[str, Any], summary: Summary) -> list[str]:
     if ensemble:  # studies trained before ensembles were scored have none
         how = "their scores averaged" if summary.task == "regression" else "their probabilities averaged"
         lines += [f"Ensemble of the {len(ensemble['seeds'])} replicas ({how}): "
-                  + ", ".join(f"{header.lower()} {ensemble[c]:.4f}" for c, header in zip(columns, summary.headers))
+                  + ", ".join(f"{(header[0].lower() + header[1:]).replace('Accuracy', 'accuracy')} {ensemble[c]:.4f}"
+                             for c, header in zip(columns, summary.headers))
                   + ".", ""]
     return [*lines, "![replicas](replicas_test_f1.png)", ""]

@@ -95,8 +95,10 @@ def heatmap(points: Sequence[PointStatus], best: HParams | None, path: Path, tit
     return _save(fig, path)
 
 
-def learning_curves(curves: dict[HParams, list[dict[str, float]]], path: Path, title: str) -> Path:
-    """Dev macro-F1 and dev loss after each epoch, one line per trained grid point."""
+def learning_curves(curves: dict[HParams, list[dict[str, float]]], path: Path, title: str, key: str = "f1",
+                    metric: str = "dev macro-F1", loss: str = "dev cross-entropy loss") -> Path:
+    """The study's metric on dev (``key`` of each epoch's record: macro-F1's ``f1`` by default) and the dev loss
+    after each epoch, one line per trained grid point."""
     import matplotlib
 
     fig, (ax_f1, ax_loss) = _figure(11.0, 4.2, ncols=2)
@@ -109,11 +111,13 @@ def learning_curves(curves: dict[HParams, list[dict[str, float]]], path: Path, t
         color = cmap(lrs.index(hp.learning_rate) / max(1, len(lrs) - 1) * 0.9)
         style = styles[sizes.index(hp.batch_size) % len(styles)]
         label = f"bs {hp.batch_size}, lr {hp.learning_rate:g}"
-        ax_f1.plot(epochs, [h["f1"] for h in history], style, marker="o", markersize=3, color=color, label=label)
+        ax_f1.plot(epochs, [h.get(key, float("nan")) for h in history], style, marker="o", markersize=3,
+                   color=color, label=label)
         ax_loss.plot(epochs, [h["loss"] for h in history], style, marker="o", markersize=3, color=color)
-    ax_f1.set_ylabel("dev macro-F1")
-    ax_f1.set_ylim(0, 1)
-    ax_loss.set_ylabel("dev cross-entropy loss")
+    ax_f1.set_ylabel(metric)
+    values = [h.get(key, 0.0) for history in curves.values() for h in history]
+    ax_f1.set_ylim(-1 if min(values, default=0.0) < 0 else 0, 1)  # correlations go below 0
+    ax_loss.set_ylabel(loss)
     from matplotlib.ticker import MaxNLocator
 
     for ax in (ax_f1, ax_loss):

@@ -28,14 +28,19 @@ class Infeasible(SeqClfError):
     """The run does not fit in the device's memory even one example at a time."""
 
 
+# what the RuntimeErrors of a device out of memory say (torch before OutOfMemoryError; MPS to this day)
+_OUT_OF_MEMORY = ("CUDA out of memory", "MPS backend out of memory", "HIP out of memory")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """A device out of memory: torch's ``OutOfMemoryError`` (CUDA), or the RuntimeError MPS raises."""
+    """A device out of memory: torch's ``OutOfMemoryError`` (CUDA), or the RuntimeError MPS raises. (A host
+    that cannot allocate is not retried: a smaller micro-batch is not what it lacks.)"""
     import torch
 
     error = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
     if error is not None and isinstance(exc, error):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(text in str(exc) for text in _OUT_OF_MEMORY)
 
 
 def release_memory(device: str | None) -> None:

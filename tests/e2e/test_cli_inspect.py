@@ -47,7 +47,7 @@ def _get_json(url: str) -> dict:  # type: ignore[type-arg]
 def _fails_on_16_1e4(*args, **kwargs):  # type: ignore[no-untyped-def]
     """fine_tune, except that point (16, 1e-4) always fails: a trainer given through the seam."""
     if args[5] == HParams(16, 1e-4):
-        raise RuntimeError("CUDA out of memory (simulated)")
+        raise RuntimeError("CUDA error: device-side assert triggered (simulated)")
     return fine_tune(*args, **kwargs)
 
 
@@ -82,7 +82,7 @@ def test_report_writes_markdown_heatmap_curves_and_replicas(reported: Path) -> N
     bs, lr = summary["params"]["batch_size"], summary["params"]["learning_rate"]
     assert f"**Best configuration: batch size {bs}, learning rate {lr:g}**" in text
     assert "4 points, 3 complete, 1 failed" in text
-    assert "batch size 16, learning rate 0.0001: RuntimeError: CUDA out of memory (simulated)" in text
+    assert "batch size 16, learning rate 0.0001: RuntimeError: CUDA error: device-side assert" in text
     assert "| F1-Score | BatchSize | LearningRate |" in text
     assert f"mean {summary['mean']['test_f1']:.4f}, 95% confidence interval of the mean" in text
     assert "(Student's t, 2 degrees of freedom)" in text

@@ -89,6 +89,7 @@ def test_a_point_that_never_fits_is_infeasible_and_other_errors_pass_through(sst
     assert calls == [1]
     assert is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1.2 GB)"))
     assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(RuntimeError("out of memory (simulated)"))  # a crash, not the device's memory
 
 
 def test_an_infeasible_point_is_a_state_of_its_own_and_never_retried(workdir: Path, tiny_model: Path) -> None:

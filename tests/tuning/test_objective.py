@@ -62,7 +62,7 @@ def test_an_error_is_recorded_on_the_trial_before_it_fails(prepared) -> None:  #
     study.optimize(_objective(prepared, ScriptedTrainer(fail=fail_on())), n_trials=1, catch=(RuntimeError,))
     [trial] = study.get_trials()
     assert trial.state == TrialState.FAIL
-    assert trial.user_attrs[ERROR_ATTR] == "RuntimeError: CUDA out of memory (simulated)"
+    assert trial.user_attrs[ERROR_ATTR] == "RuntimeError: CUDA error: device-side assert triggered (simulated)"
 
 
 def test_a_confirmation_run_trains_with_its_seed_and_is_never_pruned(prepared) -> None:  # type: ignore[no-untyped-def]
