@@ -55,14 +55,16 @@ def test_lora_replicas_are_merged_plain_models_with_the_adapter_beside(workdir: 
 
 
 def test_lora_shifts_the_default_learning_rates_up_tenfold(workdir: Path, tiny_model: Path) -> None:
-    import optuna
+    from optuna_seqclf.cli.commands import _tuning_inputs, tune
+    from optuna_seqclf.settings import DEFAULT_LEARNING_RATES
 
-    result = CliRunner().invoke(cli, ["tune", str(EXAMPLE_DATA), "--model", str(tiny_model), "--study-name", "lr",
-                                      "--lora", "--max-steps", "1", *TUNE])
-    assert result.exit_code == 0, result.output
-    study = optuna.load_study(study_name="lr", storage="sqlite:///studies/lr.db")
-    assert tuple(study.user_attrs["seqclf"]["learning_rates"]) == DEFAULT_LORA_LEARNING_RATES
-    assert max(DEFAULT_LORA_LEARNING_RATES) == pytest.approx(5e-2) and min(DEFAULT_LORA_LEARNING_RATES) == 1e-5
+    def rates(*args: str) -> tuple[float, ...]:
+        ctx = tune.make_context("tune", [str(EXAMPLE_DATA), "--model", str(tiny_model), "--quiet", *args])
+        return _tuning_inputs(ctx.params)[3].learning_rates
+
+    assert rates("--lora") == DEFAULT_LORA_LEARNING_RATES and rates() == DEFAULT_LEARNING_RATES
+    assert rates("--lora", "--learning-rates", "1e-3") == (1e-3,)  # given rates are kept
+    assert tuple(pytest.approx(10 * lr) for lr in DEFAULT_LEARNING_RATES) == DEFAULT_LORA_LEARNING_RATES
 
 
 def test_lora_bad_input_is_one_line_before_anything_trains(workdir: Path, tiny_model: Path,
