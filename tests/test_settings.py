@@ -67,3 +67,10 @@ def test_metric_names() -> None:
     assert (Metric("mcc").key, Metric("mcc").label, Metric("macro-f1").short) == ("mcc", "MCC", "F1")
     with pytest.raises(ConfigError, match=r"^metric 'f2': use one of macro-f1, micro-f1, accuracy, mcc"):
         Metric("f2")
+
+
+def test_batching_auto_is_the_task_s_and_a_given_one_is_kept() -> None:
+    assert TrainSettings(model="m").batching == "grouped-shuffled"
+    assert TrainSettings(model="m", task="regression").batching == "grouped-shuffled"
+    assert TrainSettings(model="m", task="multi-label").batching == "random"  # bench/RESULTS.md "Issue 25"
+    assert TrainSettings(model="m", task="multi-label", batching="grouped-shuffled").batching == "grouped-shuffled"

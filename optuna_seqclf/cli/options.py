@@ -19,7 +19,6 @@ from optuna_seqclf.errors import ConfigError, SeqClfError
 from optuna_seqclf.settings import (
     BATCHINGS,
     DEFAULT_BATCH_SIZES,
-    DEFAULT_BATCHING,
     DEFAULT_CONFIRM_SEEDS,
     DEFAULT_CONFIRM_TOP,
     DEFAULT_LEARNING_RATES,
@@ -154,10 +153,11 @@ tune_options = options_group(
     click.option("--max-steps", default=None, type=int, help="Train this many steps instead of --epochs."),
     click.option("--max-seq-length", default=128, show_default=True, type=int,
                  help="Longer texts are truncated to this many tokens."),
-    click.option("--batching", type=click.Choice(BATCHINGS), default=DEFAULT_BATCHING, show_default=True,
+    click.option("--batching", type=click.Choice(("auto", *BATCHINGS)), default="auto", show_default=True,
                  help="How an epoch is cut into batches: grouped-shuffled (batches of similar lengths, in a random "
                       "order: little padding, the HF Trainer's test F1), random (the Trainer's own, slower) or "
-                      "grouped (long to short within groups of 50 batches: it can diverge; docs/speed.md)."),
+                      "grouped (long to short within groups of 50 batches: it can diverge; docs/speed.md); auto: "
+                      "random for --task multi-label, grouped-shuffled otherwise (docs/tasks.md)."),
     click.option("--seed", default=1, show_default=True, type=int, help="Seed of every tuning trial."),
     click.option("--max-retries", default=2, show_default=True, type=int,
                  help="How often a grid point that failed with an error is trained again."),
