@@ -92,6 +92,8 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("optuna").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", message=".*torch.utils._pytree.*")
+    # peft asks transformers 5 for `is_gradient_checkpointing`, deprecated there: a warning for peft's authors
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
 
 
 # --- the fast exit -------------------------------------------------------------------------------
