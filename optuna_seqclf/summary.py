@@ -9,7 +9,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 # Each task's replica columns: (key, header) of the dev score, the test score and one more test score. The
 # first two are the task's headline metric (macro-F1 of single-label as the reference reports it; micro-F1,
@@ -74,12 +74,9 @@ class Summary:
 
     def __getattr__(self, column: str) -> MetricSummary:
         """A column by name, as before tasks (``summary.test_f1``; ``summary.test_pearson`` for regression)."""
-        if column.startswith("__") or column == "metrics":
+        if column == "metrics":  # not set yet (unpickling): no recursion
             raise AttributeError(column)
-        try:
-            return self.metrics[column]
-        except KeyError:
-            raise AttributeError(f"no column {column!r} in a {self.task} summary ({', '.join(self.metrics)})") from None
+        return by_name(self.metrics, column, "column")
 
     @property
     def headline(self) -> str:
@@ -99,6 +96,19 @@ class Summary:
         """``{"mean": {column: x}, "std": {...}, "ci95": {...}}``, the layout of replicas_summary.json."""
         parts = {name: asdict(summary) for name, summary in self.metrics.items()}
         return {key: {name: parts[name][key] for name in self.metrics} for key in ("mean", "std", "ci95")}
+
+
+V = TypeVar("V")
+
+
+def by_name(values: Mapping[str, V], name: str, what: str) -> V:
+    """``values[name]`` for a ``__getattr__``: an AttributeError naming what there is when it is missing."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    try:
+        return values[name]
+    except KeyError:
+        raise AttributeError(f"no {what} {name!r} (there are {', '.join(values)})") from None
 
 
 def headline_scores(task: str, scores: Mapping[str, float]) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from optuna_seqclf.settings import HParams
-from optuna_seqclf.summary import Summary
+from optuna_seqclf.summary import Summary, by_name
 
 
 class ScoresByName:
@@ -17,12 +17,9 @@ class ScoresByName:
     scores: dict[str, float]
 
     def __getattr__(self, name: str) -> float:
-        if name.startswith("__") or name == "scores":
+        if name == "scores":  # not set yet (unpickling): no recursion
             raise AttributeError(name)
-        try:
-            return self.scores[name]
-        except KeyError:
-            raise AttributeError(f"no score {name!r} ({', '.join(self.scores)})") from None
+        return by_name(self.scores, name, "score")
 
 
 @dataclass(frozen=True)
