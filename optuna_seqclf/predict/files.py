@@ -27,6 +27,7 @@ from optuna_seqclf.data.records import Columns, Example, Label
 from optuna_seqclf.data.text_formats import format_of, numbered_lines, read_examples
 from optuna_seqclf.errors import ConfigError, DataError, OutputError
 from optuna_seqclf.predict.predictor import Evaluation, Predictor, Tally
+from optuna_seqclf.training.replica_folder import prediction_lines
 
 FORMATS = ("auto", "tsv", "csv", "jsonl", "parquet", "lines")
 OUTPUT_FORMATS = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl"}
@@ -237,35 +238,32 @@ class _RowWriter:
     def rows(self, first_index: int, probs: np.ndarray) -> None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n") if self.fmt == "csv" else None
-        for offset, (decided, row) in enumerate(zip(self.predictor.decide(probs), probs)):
+        decided = self.predictor.decide(probs)
+        # the class, the labels joined by commas, the score: as a replica's test_predictions.txt has them
+        lines = prediction_lines(self.task, decided, self.labels)
+        for offset, (line, choice, row) in enumerate(zip(lines, decided, probs)):
             index = first_index + offset
             if self.fmt == "jsonl":
-                buffer.write(json.dumps(self._record(index, decided, row), ensure_ascii=False) + "\n")
+                buffer.write(json.dumps(self._record(index, line, choice, row), ensure_ascii=False) + "\n")
                 continue
-            cells = [str(index), *self._cells(decided, row), *(f"{p:.6f}" for p in row if self.probabilities)]
+            chosen = [f"{row[int(choice)]:.6f}"] if self.task == "single-label" else []  # the class's probability
+            cells = [str(index), line, *chosen, *(f"{p:.6f}" for p in row if self.probabilities)]
             if writer is not None:
                 writer.writerow(cells)
             else:
                 buffer.write("\t".join(cells) + "\n")
         self.out.write(buffer.getvalue())
 
-    def _cells(self, decided: Any, row: np.ndarray) -> list[str]:
-        if self.task == "regression":
-            return [f"{float(decided):.6g}"]
-        if self.task == "multi-label":
-            return [",".join(name for name, on in zip(self.labels, decided) if on)]
-        return [self.labels[int(decided)], f"{row[int(decided)]:.6f}"]
-
-    def _record(self, index: int, decided: Any, row: np.ndarray) -> dict[str, object]:
+    def _record(self, index: int, line: str, choice: Any, row: np.ndarray) -> dict[str, object]:
         """A JSON line: the class and its probability; the labels and theirs; the score."""
         record: dict[str, object] = {"index": index}
         if self.task == "regression":
-            record["score"] = round(float(decided), 6)
+            record["score"] = round(float(choice), 6)
         elif self.task == "multi-label":
-            chosen = [i for i, on in enumerate(decided) if on]
+            chosen = [i for i, on in enumerate(choice) if on]
             record.update(labels=[self.labels[i] for i in chosen], scores=[round(float(row[i]), 6) for i in chosen])
         else:
-            record.update(label=self.labels[int(decided)], score=round(float(row[int(decided)]), 6))
+            record.update(label=line, score=round(float(row[int(choice)]), 6))
         if self.probabilities:
             record["probabilities"] = {name: round(float(p), 6) for name, p in zip(self.labels, row)}
         return record

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from optuna_seqclf.data.batches import TensorSplit
+from optuna_seqclf.data.corpus import encode_labels
 from optuna_seqclf.errors import ModelLoadError, first_line
 from optuna_seqclf.settings import MachineSettings
 from optuna_seqclf.training.loop import logits_by_batch, pad_id_of
@@ -107,9 +108,7 @@ class Tally:
             if any(name not in self.index for name in names):
                 self.unknown += 1
             elif task == "multi-label":
-                row = np.zeros(len(self.index), dtype=np.int8)
-                row[[self.index[name] for name in names]] = 1
-                self.truth.append(row)
+                self.truth.extend(encode_labels((names,), task, self.index))  # the 0/1 row the model's loss takes
                 self.decided.append(guess)
             else:
                 self.confusion[self.index[names[0]], int(guess)] += 1

@@ -15,6 +15,7 @@ trained in full, and what a LoRA model is saved as.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,14 +38,9 @@ def _peft() -> Any:
 
 
 def is_lora(model: Any) -> bool:
-    peft = _peft() if _peft_installed() else None
+    """A peft model (which only exists once peft was imported: nothing is imported to say no)."""
+    peft = sys.modules.get("peft")
     return peft is not None and isinstance(model, peft.PeftModel)
-
-
-def _peft_installed() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("peft") is not None
 
 
 def _config(lora: LoraSettings, targets: list[str] | None) -> Any:
