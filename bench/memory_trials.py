@@ -22,6 +22,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from optuna_seqclf import DataSpec, SearchSpace, StudySpec, TrainSettings, configure_process, tune
+    from optuna_seqclf.tracking import Tracking
 
     configure_process()  # the command line's process settings (threads, glibc malloc), as `tune` runs there
 
@@ -35,7 +36,7 @@ def main() -> None:
         spec = StudySpec(study_name="mem", storage=f"sqlite:///{tmp}/mem.db")
         settings = TrainSettings(model=_common.minilm(), max_steps=args.max_steps)
         data = DataSpec(_common.ROOT / "examples" / "data" / "sentiment")
-        result = tune(spec, data, settings, SearchSpace(), log_dir=Path(tmp) / "logs", progress=progress)
+        result = tune(spec, data, settings, SearchSpace(), tracking=Tracking(aim=Path(tmp) / "logs"), progress=progress)
     assert len(rss) == 36 and result.best is not None, "every trial should have finished"
     growth = rss[-1] - rss[1]
     _common.record("P6 memory across a 36-trial study", [

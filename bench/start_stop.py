@@ -32,10 +32,10 @@ WRAPPER = """
 import os, sys, time
 mode = sys.argv.pop(1)
 from optuna_seqclf.cli import commands as cli
-from optuna_seqclf.training import tracking
+from optuna_seqclf.tracking import aim_runs
 from pathlib import Path
 if mode == "aim-first":  # the old order: the new repo is set up before anything else goes on
-    tracking._ensure_repo(Path("logs"))
+    aim_runs._ensure_repo(Path("logs"))
 fast_exit = cli.exit_now
 def timed_exit(code):
     os.write(2, f"EXIT_AT {time.time():.4f}\\n".encode())

@@ -12,9 +12,9 @@ from pathlib import Path
 from optuna_seqclf.hooks import Progress, StepHook, silent
 from optuna_seqclf.replicas import ReplicasResult, check_writable, train_replicas
 from optuna_seqclf.settings import DEFAULT_SEEDS, DataSpec, MachineSettings, SearchSpace, StudySpec, TrainSettings
+from optuna_seqclf.tracking import DEFAULT_TRACKING, Tracking, check_tracking
 from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.prepared import prepare
-from optuna_seqclf.training.tracking import check_log_dir
 from optuna_seqclf.tuning.tune import TuneResult, tune
 
 
@@ -26,7 +26,8 @@ class RunResult:
 
 def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_dir: Path,
         space: SearchSpace | None = None, seeds: Sequence[int] = DEFAULT_SEEDS, *,
-        machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"), accept_changes: bool = False,
+        machine: MachineSettings | None = None, tracking: Tracking | None = DEFAULT_TRACKING,
+        accept_changes: bool = False,
         workers: int = 1, progress: Progress | None = None, on_tuned: Callable[[TuneResult], None] | None = None,
         on_step: StepHook | None = None, replace_failed: bool = False, command_config: str | None = None,
         trainer: Trainer = fine_tune) -> RunResult:
@@ -39,15 +40,15 @@ def run(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, output_d
     every trial and replica (``fine_tune`` unless a caller swaps it).
     """
     machine = machine or MachineSettings()
-    check_log_dir(log_dir)
+    check_tracking(tracking)
     prepared = prepare(data, settings, machine)
     check_writable(output_dir)
-    tuning = tune(study_spec, data, settings, space, machine=machine, log_dir=log_dir,
+    tuning = tune(study_spec, data, settings, space, machine=machine, tracking=tracking,
                   accept_changes=accept_changes, progress=progress, prepared=prepared, workers=workers,
                   on_step=on_step, command_config=command_config, trainer=trainer)
     if on_tuned is not None:
         on_tuned(tuning)
     replicas = train_replicas(study_spec.study_name, study_spec.storage, output_dir, seeds, machine=machine,
-                              log_dir=log_dir, progress=progress or silent, prepared=prepared, on_step=on_step,
+                              tracking=tracking, progress=progress or silent, prepared=prepared, on_step=on_step,
                               replace_failed=replace_failed, trainer=trainer)
     return RunResult(tuning, replicas)

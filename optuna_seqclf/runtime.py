@@ -43,7 +43,18 @@ def configure_process(threads: int | None = None, workers: int = 1, *, quiet: bo
     keep_freed_memory()
     if quiet:
         quiet_libraries()
+    fail_fast_tracking()
     freeze_imported_objects()
+
+
+def fail_fast_tracking() -> None:
+    """A tracking server that stops answering costs a trial seconds, not minutes. MLflow's HTTP client retries a
+    failed call 7 times with a backoff doubling from 2 s: 246 s against a closed port, measured; with 2 retries
+    from 1 s, 2.6 s (``tracking.mlflow_runs`` then leaves the server alone for a minute). Only where the user's
+    environment has not set them; worker processes inherit them."""
+    for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
+                        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):
+        os.environ.setdefault(name, value)
 
 
 def freeze_imported_objects() -> None:
@@ -91,6 +102,7 @@ def quiet_libraries() -> None:
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("optuna").setLevel(logging.CRITICAL)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported (by --tracker mlflow)
     warnings.filterwarnings("ignore", message=".*torch.utils._pytree.*")
     # peft asks transformers 5 for `is_gradient_checkpointing`, deprecated there: a warning for peft's authors
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)

@@ -16,7 +16,7 @@ SPACE = SearchSpace((8, 16), (1e-3, 1e-4))
 def test_run_tunes_then_trains_the_best_point(workdir: Path, tiny_model: Path) -> None:
     trainer = ScriptedTrainer(with_model=True)
     out = run(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), workdir / "out",
-              SPACE, seeds=(1, 2), log_dir=None, trainer=trainer)
+              SPACE, seeds=(1, 2), tracking=None, trainer=trainer)
     assert out.tuning.best_params == out.replicas.params == HParams(8, 1e-3)
     # every grid point once; replica seed 1 is the best grid trial's kept weights, seed 2 is trained
     assert trainer.calls[len(SPACE):] == [(HParams(8, 1e-3), 2)] and len(trainer.calls) == len(SPACE) + 1
@@ -35,7 +35,7 @@ def test_every_point_and_seed_is_trained_at_most_once_in_the_whole_job(workdir: 
     spec = StudySpec(study_name="once", storage="sqlite:///studies/once.db", pruner="median", confirm_top=2,
                      confirm_seeds=1)
     out = run(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=2), workdir / "out",
-              SearchSpace((8, 16, 32), (1e-3, 1e-4)), seeds=(1, 2, 3), log_dir=None, trainer=trainer)
+              SearchSpace((8, 16, 32), (1e-3, 1e-4)), seeds=(1, 2, 3), tracking=None, trainer=trainer)
     assert set(Counter(trainer.calls).values()) == {1}  # no (point, seed) twice
     assert any(p.state == "PRUNED" for p in out.tuning.points) and out.tuning.selection.confirmed
     chosen = out.replicas.params

@@ -129,11 +129,11 @@ settings = lib.TrainSettings(model=model, epochs=1)
 space = lib.SearchSpace((8,), (1e-3,))
 machine = lib.MachineSettings(threads=2, device="cpu")
 calls = {
-    "tune": lambda: lib.tune(spec("a"), lib.DataSpec(data), settings, space, machine=machine, log_dir=None),
+    "tune": lambda: lib.tune(spec("a"), lib.DataSpec(data), settings, space, machine=machine, tracking=None),
     "train_replicas": lambda: lib.train_replicas("a", spec("a").storage, Path("out-a"), (1,), machine=machine,
-                                                 log_dir=None),
+                                                 tracking=None),
     "run": lambda: lib.run(spec("b"), lib.DataSpec(data), settings, Path("out-b"), space, (1,), machine=machine,
-                           log_dir=None),
+                           tracking=None),
     "study_result": lambda: lib.study_result("a", spec("a").storage),
 }
 # Importing torch's and scikit-learn's training modules adds warning filters of their own (sympy does), so a

@@ -31,6 +31,7 @@ from optuna_seqclf.settings import (
     TrainSettings,
     default_storage,
 )
+from optuna_seqclf.tracking import Tracking
 from optuna_seqclf.training.metrics import ADVICE
 
 if TYPE_CHECKING:
@@ -64,6 +65,15 @@ def _machine(p: dict[str, Any]) -> MachineSettings:
                               gradient_checkpointing=p["gradient_checkpointing"])
     configure_process(p["threads"], p.get("workers", 1))
     return machine
+
+
+def _tracking(p: dict[str, Any]) -> Tracking | None:
+    """Where the command's runs are tracked: ``--tracker`` (``--no-track``: nowhere), ``--log-dir``,
+    ``--mlflow-uri``."""
+    if p["no_track"]:
+        return None
+    tracking = Tracking.of(p["tracker"], p["log_dir"], p["mlflow_uri"])
+    return None if tracking.aim is None and tracking.mlflow is None else tracking
 
 
 def _command_config() -> str:
@@ -160,7 +170,7 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
         lora_alpha: int, lora_dropout: float, lora_targets: tuple[str, ...] | None,
          eval_batch_size: int, gradient_checkpointing: bool, micro_batch_size: int | None, threads: int | None,
          device: str | None, precision: str,
-         log_dir: Path, no_track: bool,
+         tracker: tuple[str, ...], log_dir: Path, mlflow_uri: str | None, no_track: bool,
          quiet: bool) -> None:
     """Grid-search batch size x learning rate on DATA_DIR (train, dev or validation, test: TSV, CSV, JSONL,
     Parquet, or a saved DatasetDict); resumes if re-run."""
@@ -168,8 +178,9 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
 
     spec, data, settings, space, machine = _tuning_inputs(click.get_current_context().params)
     console = Console(quiet)
-    result = tune_study(spec, data, settings, space, machine=machine, log_dir=None if no_track else log_dir,
-                        accept_changes=accept_changes, progress=console.progress, on_step=console.step_hook,
+    result = tune_study(spec, data, settings, space, machine=machine,
+                        tracking=_tracking(click.get_current_context().params), accept_changes=accept_changes,
+                        progress=console.progress, on_step=console.step_hook,
                         workers=workers, command_config=_command_config(), **_injected())
     _print_tune_result(result, settings.model)
 
@@ -189,7 +200,8 @@ def tune(data_dir: Path, model: str | None, tokenizer: str | None, study_name: s
 def train(study_name: str, storage: str | None, data_dir: Path | None, model: str | None, tokenizer: str | None,
           artifact_store: str | None, output_dir: Path, seeds: tuple[int, ...], replace_failed: bool,
           eval_batch_size: int, gradient_checkpointing: bool, micro_batch_size: int | None,
-          threads: int | None, device: str | None, precision: str, log_dir: Path, no_track: bool,
+          threads: int | None, device: str | None, precision: str, tracker: tuple[str, ...], log_dir: Path,
+          mlflow_uri: str | None, no_track: bool,
           quiet: bool) -> None:
     """Train one replica per seed with the study's best batch size and learning rate."""
     from optuna_seqclf.replicas import train_replicas
@@ -198,7 +210,8 @@ def train(study_name: str, storage: str | None, data_dir: Path | None, model: st
     console = Console(quiet)
     result = train_replicas(study_name, storage or default_storage(study_name), output_dir, seeds,
                             data_dir=data_dir, model=model, tokenizer=tokenizer, machine=machine,
-                            log_dir=None if no_track else log_dir, progress=console.line, on_step=console.step_hook,
+                            tracking=_tracking(click.get_current_context().params),
+                            progress=console.line, on_step=console.step_hook,
                             replace_failed=replace_failed, artifact_store=artifact_store, **_injected())
     _print_replicas(result)
 
@@ -220,14 +233,15 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
         output_dir: Path, seeds: tuple[int, ...],
         replace_failed: bool, eval_batch_size: int, gradient_checkpointing: bool, micro_batch_size: int | None,
         threads: int | None, device: str | None, precision: str,
-        log_dir: Path, no_track: bool, quiet: bool) -> None:
+        tracker: tuple[str, ...], log_dir: Path, mlflow_uri: str | None, no_track: bool, quiet: bool) -> None:
     """Tune on DATA_DIR, then train the replicas with the best configuration (all inputs checked first)."""
     from optuna_seqclf.pipeline import run as run_all
 
     spec, data, settings, space, machine = _tuning_inputs(click.get_current_context().params)
     console = Console(quiet)
     result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
-                     log_dir=None if no_track else log_dir, accept_changes=accept_changes, workers=workers,
+                     tracking=_tracking(click.get_current_context().params),
+                            accept_changes=accept_changes, workers=workers,
                      progress=console.progress, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
                      on_step=console.step_hook, replace_failed=replace_failed, command_config=_command_config(),
                      **_injected())
@@ -290,10 +304,13 @@ def report(study_name: str, storage: str | None, output_dir: Path | None) -> Non
     """Write report.md with a dev-F1 heatmap, learning curves and, once trained, the replicas' scores."""
     from optuna_seqclf.report.markdown import write_report
 
-    written = write_report(study_name, _storage_of(study_name, storage), output_dir or Path("reports") / study_name)
+    written = write_report(study_name, _storage_of(study_name, storage), output_dir or Path("reports") / study_name,
+                           warn=lambda message: click.echo(f"warning: {message}", err=True))
     click.echo(f"Report written to {written.markdown}")
     for figure in written.figures:
         click.echo(f"  {figure}")
+    if written.tracked_in:
+        click.echo(f"Kept in the study's MLflow run {written.tracked_in}, under report/")
 
 
 cli.add_command(predict)

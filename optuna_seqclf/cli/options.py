@@ -49,6 +49,11 @@ def parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parame
     return callback
 
 
+def parse_trackers(text: str) -> tuple[str, ...]:
+    """``aim,mlflow`` -> ("aim", "mlflow"); the names are checked by ``Tracking.of``."""
+    return tuple(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip())) or ("none",)
+
+
 CONFIG_ERROR = "optuna_seqclf.config_error"  # ctx.meta key: a bad --config seen while `config` parses leniently
 
 
@@ -202,9 +207,14 @@ machine_options = options_group(
     click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
                  help="bf16 or fp16 (with loss scaling) autocast. On an H200 both were slower than fp32 for "
                       "MiniLM and BERT-base on short sentences; they may pay for long texts or large models."),
+    click.option("--tracker", default="aim", show_default=True, callback=parsed(parse_trackers),
+                 help="Where runs are tracked: aim, mlflow, or both (aim,mlflow); none tracks nothing."),
     click.option("--log-dir", default="logs", show_default=True, type=click.Path(path_type=Path),
                  help="Aim repository for tracking."),
-    click.option("--no-track", is_flag=True, help="Do not track runs with Aim."),
+    click.option("--mlflow-uri", default=None,
+                 help="MLflow tracking URI for --tracker mlflow: a server (http://host:5000) or a database "
+                      "(default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)."),
+    click.option("--no-track", is_flag=True, help="Track nothing (--tracker none)."),
     click.option("--quiet", "-q", is_flag=True, help="Print only the results."),
 )
 

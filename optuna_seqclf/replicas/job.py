@@ -25,18 +25,29 @@ from optuna_seqclf.settings import HParams, MachineSettings, TrainSettings
 from optuna_seqclf.study.artifacts import KeptWeights, WeightsUnavailable, fetch_weights
 from optuna_seqclf.study.schema import HISTORY_ATTR
 from optuna_seqclf.summary import headline_scores
+from optuna_seqclf.tracking import TrackedRun, Tracker, log_to
 from optuna_seqclf.training.loop import EvalResult, FineTuneResult, Trainer, evaluate, fine_tune, from_weights
 from optuna_seqclf.training.memory import fit_in_memory
 from optuna_seqclf.training.metrics import below_baseline_reason
 from optuna_seqclf.training.model import trained_on
 from optuna_seqclf.training.outputs import decide_from_probabilities, task_metrics, tune_thresholds
 from optuna_seqclf.training.prepared import Prepared
-from optuna_seqclf.training.replica_folder import COMPLETE_MARKER, read_results, remove_stale_temp, write_replica
-from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
+from optuna_seqclf.training.replica_folder import (
+    COMPLETE_MARKER,
+    read_results,
+    remove_stale_temp,
+    results_files,
+    write_replica,
+)
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
     from optuna.trial import FrozenTrial
+
+
+def replica_key(final: Path) -> str:
+    """The key of a replica's tracked run (``Tracker.settle``): its folder, which names the seed."""
+    return f"replica:{final.resolve()}"
 
 
 def _gated(gate: InterruptGate, on_step: StepHook | None) -> StepHook:
@@ -124,13 +135,16 @@ class ReplicaJob:
     def _track_ensemble(self, seeds: tuple[int, ...], scores: dict[str, float]) -> None:
         run = self.tracker.start(f"{self.study_name}/ensemble", {
             "study": self.study_name, "model": self.settings.model, "batch_size": self.hp.batch_size,
-            "learning_rate": self.hp.learning_rate, "seeds": list(seeds), "ensemble": True})
+            "learning_rate": self.hp.learning_rate, "seeds": list(seeds), "ensemble": True},
+            {"role": "ensemble", "key": "ensemble"})
+        state = "INTERRUPTED"
         try:
             for key, value in scores.items():
                 split, metric = key.split("_", 1)
                 run.track(metric, value, step=0, subset="eval" if split == "dev" else "test")
+            state = "COMPLETE"
         finally:
-            run.close()
+            run.close(state)
 
     def make(self, seed: int, final: Path, on_step: StepHook, progress: Progress) -> ReplicaResult:
         """The seed's replica from the study's kept weights when they can be used, else trained."""
@@ -180,7 +194,9 @@ class ReplicaJob:
         run = self.tracker.start(f"{self.study_name}/replica-seed{seed}", {
             "study": self.study_name, "model": s.model, "batch_size": hp.batch_size,
             "learning_rate": hp.learning_rate, "seed": seed, "epochs": s.epochs, "replica": True,
-        })
+        }, {"role": "replica", "key": replica_key(final), "seed": str(seed), "output_dir": str(final.parent.resolve()),
+            **({"from_trial": str(taken[2])} if taken is not None else {})})
+        state = "INTERRUPTED"
         try:
             tmp.mkdir(parents=True)  # the replica in progress; renamed into place when complete
             tuned, test, origin = self._fit(seed, on_step, run, taken, progress)
@@ -191,15 +207,23 @@ class ReplicaJob:
             run.note("failed_run", failed or "")
             write_replica(tmp, tuned, test, self.prepared, hp, s, seed, self.task_name, failed, origin)
             os.replace(tmp, final)
+            for file in results_files(final):
+                run.attach(file)
+            state = "COMPLETE"
         except OSError as exc:
+            state = "FAIL"
             shutil.rmtree(tmp, ignore_errors=True)
             raise OutputError(f"{final}: replica could not be written ({exc.strerror or exc}); "
                               "nothing was kept for this seed") from None
+        except Exception:
+            state = "FAIL"
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
-            run.close()
+            run.close(state)
         self.probabilities[seed] = (tuned.dev.probabilities, test.probabilities)
         scores = {**{f"dev_{k}": v for k, v in tuned.dev.metrics.items()},
                   **{f"test_{k}": v for k, v in test.metrics.items()}}

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from optuna_seqclf.errors import OutputError, StudyError
 from optuna_seqclf.hooks import Progress, StepHook, silent
-from optuna_seqclf.replicas.job import ReplicaJob
-from optuna_seqclf.replicas.results import ReplicasResult, origin_line, summary_json
+from optuna_seqclf.replicas.job import ReplicaJob, replica_key
+from optuna_seqclf.replicas.results import ReplicaResult, ReplicasResult, origin_line, summary_json
 from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings
 from optuna_seqclf.study.artifacts import kept_by_seed, reading_store
 from optuna_seqclf.study.queue import incomplete_grid
@@ -23,11 +23,12 @@ from optuna_seqclf.study.record import StudyRecord
 from optuna_seqclf.study.schema import REPLICAS_ATTR
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
+from optuna_seqclf.study.tracked import tracked_study
 from optuna_seqclf.summary import Summary, headline_scores
+from optuna_seqclf.tracking import DEFAULT_TRACKING, Tracking, check_tracking, make_tracker, warning_line
 from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.prepared import Prepared, prepare
 from optuna_seqclf.training.replica_folder import ENSEMBLE_FILE, SUMMARY_FILE, replica_dir_name, write_json_atomic
-from optuna_seqclf.training.tracking import check_log_dir, make_tracker
 
 if TYPE_CHECKING:
     import optuna
@@ -47,7 +48,7 @@ def check_writable(output_dir: Path) -> None:
 
 def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: Sequence[int] = DEFAULT_SEEDS,
                    *, data_dir: Path | None = None, model: str | None = None, tokenizer: str | None = None,
-                   machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
+                   machine: MachineSettings | None = None, tracking: Tracking | None = DEFAULT_TRACKING,
                    progress: Progress = silent, prepared: Prepared | None = None,
                    on_step: StepHook | None = None, replace_failed: bool = False,
                    trainer: Trainer = fine_tune, artifact_store: str | None = None) -> ReplicasResult:
@@ -73,27 +74,34 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     swapped: dict[str, Any] = {"model": model, "tokenizer": tokenizer}
     settings = replace(record.settings, **{k: v for k, v in swapped.items() if v is not None})
     check_writable(output_dir)
-    check_log_dir(log_dir)
+    check_tracking(tracking)
     store, no_store = reading_store(artifact_store or record.artifact_store, given=artifact_store is not None)
     prepared = prepared or prepare(data, settings, machine)
     progress(_best_line(study_name, selection, len(seeds), output_dir))
-    job = ReplicaJob(prepared, settings, machine, hp, record.task_name, make_tracker(log_dir, study_name), study_name,
-                      trainer, _kept_weights(study, hp, no_store, progress), store)
+    tracker, task = make_tracker(tracking, study_name, warn=warning_line(progress)), settings.task
+    job = ReplicaJob(prepared, settings, machine, hp, record.task_name, tracker, study_name,
+                     trainer, _kept_weights(study, hp, no_store, progress), store)
 
     def folder(seed: int) -> Path:
         return output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label, seed)
 
-    results = job.train_all(list(seeds), folder, progress, on_step, replace_failed)
-    progress(origin_line(results))
-    kept = [r for r in results if r.failed_run is None] or results
-    ensemble = job.score_ensemble({r.seed: Path(r.path) for r in kept})
-    task = settings.task
+    tracker.settle({replica_key(folder(seed)): "INTERRUPTED" for seed in seeds})  # runs a killed `train` left open
+    with tracked_study(study, tracker):
+        results = job.train_all(list(seeds), folder, progress, on_step, replace_failed)
+        progress(origin_line(results))
+        kept = [r for r in results if r.failed_run is None] or results
+        ensemble = job.score_ensemble({r.seed: Path(r.path) for r in kept})
     progress(f"ensemble of seeds {','.join(str(r.seed) for r in kept)}: {headline_scores(task, ensemble.scores)}")
-    summary = Summary.of([r.to_json() for r in kept], task)
-    summary_all = Summary.of([r.to_json() for r in results], task) if len(kept) < len(results) else None
+    summary, summary_all = _summaries(results, kept, task)
     out = ReplicasResult(study_name, hp, best.value, output_dir, results, summary, ensemble, summary_all)
     _write_summaries(study, out, storage_url, selection)
     return out
+
+
+def _summaries(results: list[ReplicaResult], kept: list[ReplicaResult], task: str) -> tuple[Summary, Summary | None]:
+    """The summary of the replicas kept (not failed runs), and of all of them when some were left out."""
+    summary_all = Summary.of([r.to_json() for r in results], task) if len(kept) < len(results) else None
+    return Summary.of([r.to_json() for r in kept], task), summary_all
 
 
 def _kept_weights(study: optuna.Study, hp: HParams, no_store: str | None, progress: Progress) -> dict[int, FrozenTrial]:

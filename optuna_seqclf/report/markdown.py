@@ -11,16 +11,18 @@ from typing import Any
 import optuna
 
 from optuna_seqclf.errors import OutputError, StudyError, redact
+from optuna_seqclf.hooks import Progress, silent
 from optuna_seqclf.report import plots
 from optuna_seqclf.report.budget import BudgetCurve, budget_curve
 from optuna_seqclf.report.tables import grid_table, mean_std, rst_table, selection_notes
 from optuna_seqclf.settings import HParams, TrainSettings, check_name
 from optuna_seqclf.study.queue import PointStatus, point_status
 from optuna_seqclf.study.record import StudyRecord
-from optuna_seqclf.study.schema import COMMAND_CONFIG_ATTR, DEV_CLASS_F1_ATTR, REPLICAS_ATTR
+from optuna_seqclf.study.schema import COMMAND_CONFIG_ATTR, DEV_CLASS_F1_ATTR, REPLICAS_ATTR, TRACKING_ATTR
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
 from optuna_seqclf.summary import Summary
+from optuna_seqclf.tracking import keep_in_study_run
 
 
 @dataclass(frozen=True)
@@ -93,14 +95,16 @@ def studies_table(overviews: list[StudyOverview]) -> str:
 class Report:
     markdown: Path
     figures: list[Path]
+    tracked_in: str | None = None  # the MLflow run (the study's) that keeps them too
 
 
 def _learning_curves(points: list[PointStatus]) -> dict[HParams, list[dict[str, float]]]:
     return {p.point: list(p.result.history) for p in points if p.result is not None and p.result.history}
 
 
-def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
-    """``report.md`` and its plots for one study, in ``output_dir``."""
+def write_report(study_name: str, storage_url: str, output_dir: Path, warn: Progress = silent) -> Report:
+    """``report.md`` and its plots for one study, in ``output_dir``; kept in the study's MLflow run too when it was
+    tuned with MLflow (``warn`` hears why they could not be)."""
     check_name(study_name, "study name")
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
     record = StudyRecord.from_study(study)
@@ -142,7 +146,10 @@ def write_report(study_name: str, storage_url: str, output_dir: Path) -> Report:
         os.replace(tmp, markdown)
     except OSError as exc:
         raise OutputError(f"{output_dir}: report cannot be written ({exc.strerror or exc})") from None
-    return Report(markdown, figures)
+    where = study.user_attrs.get(TRACKING_ATTR)
+    if where is None or not keep_in_study_run(where, [markdown, *figures], "report", warn):
+        return Report(markdown, figures)
+    return Report(markdown, figures, f"{where['run_id']} ({where['uri']})")
 
 
 def _class_f1(study: optuna.Study, selection: Selection) -> dict[str, float]:

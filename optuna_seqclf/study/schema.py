@@ -17,6 +17,7 @@ INFEASIBLE_ATTR = "infeasible"  # trial (FAIL): out of memory even at micro-batc
 MICRO_BATCH_ATTR = "micro_batch_size"  # trial: the micro-batch it trained with (the batch size: no accumulation)
 KEPT_WEIGHTS_ATTR = "kept_weights"  # trial: its weights kept as an Optuna artifact (``study.artifacts.KeptWeights``)
 KEEP_ERROR_ATTR = "kept_weights_error"  # trial: why its weights could not be kept, one line
+TRACKING_ATTR = "mlflow_run"  # study: its MLflow parent run, {"uri", "experiment_id", "run_id"} (``report``)
 SELECTION_ATTR = "selection"  # study: the chosen point and its evidence, as `tune` last computed them
 DEV_ACCURACY_ATTR, DEV_MICRO_F1_ATTR, DEV_LOSS_ATTR = "dev_accuracy", "dev_micro_f1", "dev_loss"
 DEV_F1_ATTR, DEV_MCC_ATTR, DEV_CLASS_F1_ATTR = "dev_macro_f1", "dev_mcc", "dev_f1_per_class"

@@ -110,6 +110,15 @@ def write_replica(tmp: Path, tuned: FineTuneResult, test: EvalResult, prepared: 
     write_json(tmp / COMPLETE_MARKER, merged)
 
 
+def results_files(folder: Path) -> list[Path]:
+    """A written replica's results (scores, training log and arguments, predictions): what a tracker keeps of
+    it; the weights and tokenizer stay in the folder."""
+    names = {COMPLETE_MARKER, "train_results.json", "eval_results.json", "test_results.json", "trainer_state.json",
+             "training_args.json", "test_predictions.txt"}
+    return sorted(p for p in folder.iterdir()
+                  if p.name in names or (p.name.startswith("predict_results_") and p.suffix == ".txt"))
+
+
 def prediction_lines(task: str, predictions: Any, label_names: Sequence[str]) -> list[str]:
     """Each prediction as a line of text: the class name; the labels' names joined by commas (multi-label,
     empty for none); the score (regression)."""

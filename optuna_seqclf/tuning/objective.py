@@ -8,6 +8,7 @@ it fails, so ``tune`` can report it and retry the point.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,12 @@ from optuna_seqclf.study.schema import (
     TRAIN_LOSS_ATTR,
     TRAIN_RUNTIME_ATTR,
 )
+from optuna_seqclf.study.tracked import earlier_attempts
+from optuna_seqclf.tracking import TrackedRun, Tracker, log_to
 from optuna_seqclf.training.loop import FineTuneResult, Trainer, fine_tune, planned_epochs
 from optuna_seqclf.training.memory import Infeasible, fit_in_memory
 from optuna_seqclf.training.model import save_weights, trained_on
 from optuna_seqclf.training.prepared import Prepared
-from optuna_seqclf.training.tracking import TrackedRun, Tracker, log_to
 
 if TYPE_CHECKING:
     from optuna.artifacts._protocol import ArtifactStore
@@ -74,11 +76,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         hp, confirm_seed = self._claim(trial)
         seed = self.settings.seed if confirm_seed is None else confirm_seed
-        try:
-            run = self.tracker.start(f"{self.study_name}/trial-{trial.number}", self._hparams(trial, hp, confirm_seed))
-        except Exception as exc:  # recorded, so `studies`/`report` say why the point failed
-            trial.set_user_attr(ERROR_ATTR, f"tracking: {type(exc).__name__}: {first_line(exc)}")
-            raise
+        run = self._start_run(trial, hp, confirm_seed)
         encoded = self.prepared.encoded(self.settings.max_seq_length)
 
         def train(machine: MachineSettings) -> FineTuneResult:
@@ -92,23 +90,7 @@ class Objective:
                 on_log=log_to(run),
             )
 
-        try:  # out of memory: the same point again with half the micro-batch (``training.memory``)
-            result, used = fit_in_memory(train, self.machine, hp.batch_size, self.progress)
-            trial.set_user_attr(MICRO_BATCH_ATTR, used.micro_batch_size)
-        except optuna.TrialPruned:
-            raise
-        except Infeasible as exc:
-            trial.set_user_attr(INFEASIBLE_ATTR, str(exc))
-            trial.set_user_attr(ERROR_ATTR, f"infeasible: {exc}")
-            raise
-        except Exception as exc:
-            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
-            raise
-        else:
-            failed = self.prepared.failed_run(result.dev)
-            run.note("failed_run", failed or "")
-        finally:
-            run.close()
+        result, used, failed = self._train_tracked(trial, run, train, hp)
         metrics = _record(trial, result, failed)
         if self.store is not None and result.model is not None:
             nan = float("nan")
@@ -117,6 +99,45 @@ class Objective:
                                                   metrics["loss"], (), failed),
                                result, seed, confirming=confirm_seed is not None, machine=used)
         return metrics[self.metric.key]
+
+    def _start_run(self, trial: optuna.Trial, hp: HParams, confirm_seed: int | None) -> TrackedRun:
+        try:
+            return self.tracker.start(f"{self.study_name}/trial-{trial.number}",
+                                      self._hparams(trial, hp, confirm_seed), self._tags(trial, hp, confirm_seed))
+        except Exception as exc:  # recorded, so `studies`/`report` say why the point failed
+            trial.set_user_attr(ERROR_ATTR, f"tracking: {type(exc).__name__}: {first_line(exc)}")
+            raise
+
+    def _train_tracked(self, trial: optuna.Trial, run: TrackedRun, train: Callable[[MachineSettings], FineTuneResult],
+                       hp: HParams) -> tuple[FineTuneResult, MachineSettings, str | None]:
+        """``train`` (again with half the micro-batch when out of memory: ``training.memory``); how it ended on the
+        trial and on its run. The trained result, the machine settings it fitted with, its failed-run mark."""
+        state = "INTERRUPTED"  # how the run ends, for the trackers: unless one of these says otherwise
+        try:  # out of memory: the same point again with half the micro-batch (``training.memory``)
+            result, used = fit_in_memory(train, self.machine, hp.batch_size, self.progress)
+            trial.set_user_attr(MICRO_BATCH_ATTR, used.micro_batch_size)
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            run.note("pruned_after", str(trial.user_attrs.get(PRUNED_AFTER_ATTR, "")))
+            raise
+        except Infeasible as exc:
+            state = "INFEASIBLE"
+            trial.set_user_attr(INFEASIBLE_ATTR, str(exc))
+            trial.set_user_attr(ERROR_ATTR, f"infeasible: {exc}")
+            run.note("error", f"infeasible: {exc}")
+            raise
+        except Exception as exc:
+            state = "FAIL"
+            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
+            run.note("error", f"{type(exc).__name__}: {first_line(exc)}")
+            raise
+        else:
+            state = "COMPLETE"
+            failed = self.prepared.failed_run(result.dev)
+            _track_final(run, result, failed, used.micro_batch_size, _per_epoch(self.metric))
+        finally:
+            run.close(state)
+        return result, used, failed
 
     def _keep_weights(self, trial: optuna.Trial, candidate: TrialResult, result: FineTuneResult, seed: int,
                       confirming: bool, machine: MachineSettings) -> None:
@@ -155,9 +176,39 @@ class Objective:
             "study": self.study_name, "trial": trial.number, "model": s.model, "batch_size": hp.batch_size,
             "learning_rate": hp.learning_rate, "seed": s.seed if confirm_seed is None else confirm_seed,
             "epochs": s.epochs, "max_steps": s.max_steps, "max_seq_length": s.max_seq_length,
-            "batching": s.batching,
+            "batching": s.batching, "task": s.task, "metric": self.metric.key,
             "stage": "grid" if confirm_seed is None else "confirm",
+            **({"lora": asdict(s.lora)} if s.lora is not None else {}),
         }
+
+    def _tags(self, trial: optuna.Trial, hp: HParams, confirm_seed: int | None) -> dict[str, str]:
+        """What the trackers tag the trial's run with: its key (``Tracker.settle``), stage, and, for a point
+        trained again after a failed try (a crash, a kill), which trial it retries."""
+        tags = {"role": "trial", "key": f"trial-{trial.number}", "trial": str(trial.number),
+                "stage": "grid" if confirm_seed is None else "confirm"}
+        earlier = earlier_attempts(trial.study, trial.number, hp, confirm_seed)
+        if earlier:
+            tags.update(retry_of=str(earlier[-1]), attempt=str(len(earlier) + 1))
+        return tags
+
+
+def _per_epoch(metric: Metric) -> tuple[str, ...]:
+    """The dev metrics a trial tracks after every epoch (those its task has)."""
+    return tuple(dict.fromkeys(("f1", "accuracy", "loss", metric.key)))
+
+
+def _track_final(run: TrackedRun, result: FineTuneResult, failed: str | None, micro_batch_size: int | None,
+                 tracked: tuple[str, ...]) -> None:
+    """The finished trial's final figures on its run: the dev metrics not ``tracked`` per epoch, the training
+    time, the failed-run mark (empty: not a failed run), the micro-batch used."""
+    epoch = int(result.train_metrics.get("epoch", 0))
+    for name, value in result.dev.metrics.items():
+        if name not in tracked:
+            run.track(name, value, step=epoch, subset="eval")
+    run.track("runtime", result.train_metrics.get("train_runtime", 0.0), step=epoch, subset="train")
+    run.note("failed_run", failed or "")
+    if micro_batch_size is not None:
+        run.note("micro_batch_size", str(micro_batch_size))
 
 
 def _record(trial: optuna.Trial, result: FineTuneResult, failed: str | None) -> dict[str, float]:
@@ -185,7 +236,7 @@ def _after_epoch(trial: optuna.Trial, run: TrackedRun, metric: Metric, *, prune:
     prune: never after ``last_epoch``, when the trial has been trained in full and pruning saves nothing (it would
     throw away a finished score and its weights)."""
     history: list[dict[str, float]] = []
-    wanted = tuple(dict.fromkeys(("f1", "accuracy", "loss", metric.key)))
+    wanted = _per_epoch(metric)
 
     def after_epoch(epoch: int, metrics: dict[str, float]) -> None:
         names = [name for name in wanted if name in metrics]  # regression has no F1 nor accuracy

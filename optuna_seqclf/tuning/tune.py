@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import optuna
@@ -24,26 +23,23 @@ from optuna_seqclf.study.artifacts import (
     open_artifact_store,
     resolve_store,
 )
-from optuna_seqclf.study.confirm import ConfirmPlan
-from optuna_seqclf.study.queue import PointStatus, TrialResult, confirm_seed_of, point_status, recover_interrupted
+from optuna_seqclf.study.queue import PointStatus, TrialResult, point_status, recover_interrupted
 from optuna_seqclf.study.record import StudyRecord, create_or_resume, grid_sampler, make_pruner
 from optuna_seqclf.study.schema import (
     COMMAND_CONFIG_ATTR,
     DUPLICATE_ATTR,
-    ERROR_ATTR,
-    FAILED_RUN_ATTR,
-    INFEASIBLE_ATTR,
-    MICRO_BATCH_ATTR,
-    PRUNED_AFTER_ATTR,
     SELECTION_ATTR,
+    TRACKING_ATTR,
 )
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.steps import Done
 from optuna_seqclf.study.storage import load_study, local_study_lock, open_storage
+from optuna_seqclf.study.tracked import finished_runs, tracked_study
+from optuna_seqclf.tracking import DEFAULT_TRACKING, Tracker, Tracking, check_tracking, make_tracker, warning_line
 from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.model import assign_device
 from optuna_seqclf.training.prepared import Prepared, prepare
-from optuna_seqclf.training.tracking import check_log_dir, make_tracker
+from optuna_seqclf.tuning.lines import plan_line, say_left_to_others, trial_line
 from optuna_seqclf.tuning.objective import Objective
 from optuna_seqclf.tuning.worker import LoopStats, next_step, run_grid
 
@@ -80,7 +76,7 @@ class TuneResult:
 
 
 def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace | None = None,
-         *, machine: MachineSettings | None = None, log_dir: Path | None = Path("logs"),
+         *, machine: MachineSettings | None = None, tracking: Tracking | None = DEFAULT_TRACKING,
          accept_changes: bool = False, progress: Progress | None = None, prepared: Prepared | None = None,
          workers: int = 1, on_step: StepHook | None = None, command_config: str | None = None,
          trainer: Trainer = fine_tune) -> TuneResult:
@@ -89,13 +85,14 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     event (trial done, with ETA); ``on_step(done, total)`` is called after every training step of a trial
     (single worker only). ``command_config`` (the command line's resolved options, as a ``--config`` file) is
     stored on the study for ``report``. ``trainer`` trains each trial (``fine_tune`` unless a caller swaps it).
-    Trials that could be chosen keep their weights in ``study_spec.artifact_store``. The calling process's
-    settings (threads, allocator, log levels, CUDA device) are left as they are."""
+    Trials that could be chosen keep their weights in ``study_spec.artifact_store``. ``tracking`` says where
+    runs are tracked (Aim in logs/ by default; None: nowhere). The calling process's settings (threads,
+    allocator, log levels, CUDA device) are left as they are."""
     if workers < 1:
         raise ConfigError(f"workers must be 1 or more, got {workers}", "workers")
     progress, machine, space = progress or silent, machine or MachineSettings(), space or SearchSpace()
     check_micro_batch(machine, space)
-    check_log_dir(log_dir)
+    check_tracking(tracking)
     study_spec = with_artifact_store(study_spec)  # checked, not created yet
     prepared = prepared or prepare(data, settings, machine)
     storage = open_storage(study_spec.storage, create_dirs=True)
@@ -104,9 +101,30 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     store = open_artifact_store(study_spec.artifact_store or NO_STORE)  # created once every input is known good
     if command_config is not None:
         study.set_user_attr(COMMAND_CONFIG_ATTR, command_config)
+    tracker = make_tracker(tracking, study_spec.study_name, warn=warning_line(progress))
+    if (where := tracker.study_run()) is not None:  # made before any worker starts: they all find this one
+        study.set_user_attr(TRACKING_ATTR, where)  # for `report`, which puts its figures there
+    with tracked_study(study, tracker):
+        stats = _tune_alone_or_not(study, study_spec, data, settings, space, machine, prepared, tracking, tracker,
+                                   progress, workers, on_step, trainer, store)
+    say_left_to_others(stats, progress)
+    selection = select(study, study_spec.max_retries)
+    study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
+    record = StudyRecord.from_study(study)
+    return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
+                      record.objective, record.settings.task)
+
+
+def _tune_alone_or_not(study: optuna.Study, study_spec: StudySpec, data: DataSpec, settings: TrainSettings,
+                       space: SearchSpace, machine: MachineSettings, prepared: Prepared, tracking: Tracking | None,
+                       tracker: Tracker, progress: Progress, workers: int, on_step: StepHook | None,
+                       trainer: Trainer, store: ArtifactStore | None) -> LoopStats:
+    """Under the study's local lock: recover what dead processes left running, then train what is left, here or
+    in ``workers`` processes."""
     with local_study_lock(study_spec.storage) as alone:
         if recovered := recover_interrupted(study, alone=alone):
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
+        tracker.settle(finished_runs(study))
         plan = StudyRecord.from_study(study).confirm_plan()
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if isinstance(next_step(study, space, plan, study_spec.max_retries), Done) and not running:
@@ -114,21 +132,16 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
                      + (" and confirmed" if plan.active else "") + "; nothing to train")
             stats = LoopStats()
         else:
-            progress(_plan_line(study, study_spec, space, plan, workers))
+            progress(plan_line(study, study_spec, space, plan, workers))
             if workers == 1:
-                stats = _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress,
+                stats = _train_points(study, study_spec, space, settings, machine, prepared, tracker, progress,
                                       workers=1, on_step=on_step, trainer=trainer, store=store)
             else:
-                stats = _run_workers(study, study_spec, data, space, settings, machine, log_dir, progress, workers,
+                stats = _run_workers(study, study_spec, data, space, settings, machine, tracking, progress, workers,
                                      trainer)
         stats.recovered = recovered
         Sweeper(store).sweep(study)  # what the last trials (and recovered ones) left behind
-    _say_left_to_others(stats, progress)
-    selection = select(study, study_spec.max_retries)
-    study.set_user_attr(SELECTION_ATTR, selection.to_json())  # for tools that read the study (dashboard)
-    record = StudyRecord.from_study(study)
-    return TuneResult(study_spec.study_name, study_spec.storage, point_status(study, space), selection, stats,
-                      record.objective, record.settings.task)
+    return stats
 
 
 def check_micro_batch(machine: MachineSettings, space: SearchSpace) -> None:
@@ -149,21 +162,6 @@ def with_artifact_store(spec: StudySpec) -> StudySpec:
     return replace(spec, artifact_store=resolved)
 
 
-def _plan_line(study: optuna.Study, spec: StudySpec, space: SearchSpace, plan: ConfirmPlan, workers: int) -> str:
-    todo = sum(1 for p in point_status(study, space) if not p.finished)
-    seeds = ", ".join(map(str, plan.seeds))
-    doing = (f"training {todo}" + (f"; then the top {plan.top} again with seeds {seeds}" if plan.active else "")
-             if todo else f"confirming the top {plan.top} with seeds {seeds}")
-    return (f"Study {spec.study_name!r} in {spec.storage}: {len(space) - todo}/{len(space)} points done, {doing}"
-            + (f" ({workers} workers)" if workers > 1 else ""))
-
-
-def _say_left_to_others(stats: LoopStats, progress: Progress) -> None:
-    if stats.left_to_others:
-        progress(f"{len(stats.left_to_others)} trial(s) {stats.left_to_others} are being trained by other workers "
-                 "whose heartbeats are live: they will finish them (`optuna-seqclf studies` shows when)")
-
-
 def study_result(study_name: str, storage_url: str) -> TuneResult:
     """Where a study stands, read without training anything (a study being tuned elsewhere too)."""
     study = load_study(study_name, open_storage(storage_url, must_exist=True), storage_url)
@@ -172,35 +170,12 @@ def study_result(study_name: str, storage_url: str) -> TuneResult:
                       metric=record.objective, task=record.settings.task)
 
 
-def _trial_line(trial: FrozenTrial, done: int, points: int, eta_s: float, metric: Metric) -> str:
-    """``[done/points] trial N: batch size B, learning rate L: <outcome>``."""
-    p, seed = trial.params, confirm_seed_of(trial)
-    where = f"[{done}/{points}]" if seed is None else "[confirm]"
-    head = f"{where} trial {trial.number}: batch size {p.get('batch_size')}, " \
-           f"learning rate {p.get('learning_rate'):g}" + ("" if seed is None else f", seed {seed}")
-    if trial.state == TrialState.COMPLETE and trial.datetime_complete and trial.datetime_start:
-        secs = (trial.datetime_complete - trial.datetime_start).total_seconds()
-        failed = trial.user_attrs.get(FAILED_RUN_ATTR)
-        eta = f"; ETA {eta_s / 60:.1f} min" if seed is None else ""
-        micro = trial.user_attrs.get(MICRO_BATCH_ATTR)
-        accumulated = f", micro-batch {micro}" if micro is not None and micro < p.get("batch_size", micro) else ""
-        return (f"{head}: dev {metric.short} {trial.value:.4f} ({secs:.1f} s{accumulated}{eta})"
-                + (f"; FAILED RUN: {failed}" if failed else ""))
-    if trial.state == TrialState.PRUNED:
-        value = trial.value if trial.value is not None else float("nan")
-        return f"{head}: pruned after epoch {trial.user_attrs.get(PRUNED_AFTER_ATTR)} (dev {metric.short} {value:.4f})"
-    if INFEASIBLE_ATTR in trial.user_attrs:
-        return f"{head}: INFEASIBLE ({trial.user_attrs[INFEASIBLE_ATTR]}); not retried"
-    return f"{head}: {trial.state.name} ({trial.user_attrs.get(ERROR_ATTR, 'no reason recorded')})"
-
-
 def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace, settings: TrainSettings,
-                  machine: MachineSettings, prepared: Prepared, log_dir: Path | None, progress: Progress,
+                  machine: MachineSettings, prepared: Prepared, tracker: Tracker, progress: Progress,
                   workers: int, on_step: StepHook | None = None, trainer: Trainer = fine_tune,
                   store: ArtifactStore | None = None) -> LoopStats:
     """Train points in this process until the grid is done; one progress line per trial. Trials that could be
     chosen keep their weights in ``store``; those that no longer can are deleted from it after each trial."""
-    tracker = make_tracker(log_dir, study_spec.study_name)  # a new Aim repo is set up meanwhile
     metric = StudyRecord.from_study(study).objective  # the study's, also when resumed with --accept-changes
     prepared.encoded(settings.max_seq_length)  # tokenise before the first trial, once
     started = time.monotonic()
@@ -211,9 +186,10 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
         nonlocal trained
         trained += 1
         sweeper.sweep(study)
+        tracker.settle(finished_runs(study))  # a run another worker's death left open: its trial has moved on
         done = sum(1 for p in point_status(study, space) if p.finished)
         eta = (time.monotonic() - started) / trained * (len(space) - done) / workers
-        progress(_trial_line(trial, done, len(space), eta, metric))
+        progress(trial_line(trial, done, len(space), eta, metric))
 
     with gated_interrupts() as gate:
 
@@ -228,8 +204,8 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
 
 
 def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, space: SearchSpace,
-                 settings: TrainSettings, machine: MachineSettings, log_dir: Path | None, progress: Progress,
-                 workers: int, trainer: Trainer) -> LoopStats:
+                 settings: TrainSettings, machine: MachineSettings, tracking: Tracking | None,
+                 progress: Progress, workers: int, trainer: Trainer) -> LoopStats:
     """Start ``workers`` processes on the study and wait for them; Ctrl-C stops them all."""
     import multiprocessing
 
@@ -237,7 +213,7 @@ def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, spa
     finished_before = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     verbose = progress is not silent
     procs = [ctx.Process(target=_worker_main, name=f"seqclf-worker-{i}",
-                         args=(study_spec, data, space, settings, machine, log_dir, i, workers, verbose, trainer))
+                         args=(study_spec, data, space, settings, machine, tracking, i, workers, verbose, trainer))
              for i in range(workers)]
     for proc in procs:
         proc.start()
@@ -257,7 +233,7 @@ def _run_workers(study: optuna.Study, study_spec: StudySpec, data: DataSpec, spa
 
 
 def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, settings: TrainSettings,
-                 machine: MachineSettings, log_dir: Path | None, index: int, workers: int, verbose: bool,
+                 machine: MachineSettings, tracking: Tracking | None, index: int, workers: int, verbose: bool,
                  trainer: Trainer = fine_tune) -> None:
     """A worker process's entry point: its own process settings, then the grid until it is done."""
     def progress(message: str) -> None:
@@ -274,7 +250,8 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         study.sampler = grid_sampler(StudyRecord.from_study(study))
         store = open_artifact_store(study_spec.artifact_store or NO_STORE)
         with local_study_lock(study_spec.storage):
-            _train_points(study, study_spec, space, settings, machine, prepared, log_dir, progress, workers,
+            tracker = make_tracker(tracking, study_spec.study_name, warn=warning_line(progress))
+            _train_points(study, study_spec, space, settings, machine, prepared, tracker, progress, workers,
                           trainer=trainer, store=store)
     except SeqClfError as exc:
         print(f"[worker {index}] Error: {exc}", file=sys.stderr, flush=True)

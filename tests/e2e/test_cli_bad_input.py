@@ -220,7 +220,7 @@ def test_train_study_without_complete_trial(workdir: Path, tiny_model: Path) -> 
     # The library tunes with a trainer that always fails; `tune` on the same study then trains nothing (the
     # point has used its retries) and says what it has.
     tune(StudySpec(study_name="f", storage="sqlite:///studies/f.db", max_retries=0), DataSpec(data),
-         TrainSettings(model=str(tiny_model)), SearchSpace((8,), (1e-3,)), log_dir=None,
+         TrainSettings(model=str(tiny_model)), SearchSpace((8,), (1e-3,)), tracking=None,
          trainer=ScriptedTrainer(fail=fail_on(error=lambda: RuntimeError("out of memory (simulated)"))))
     tuned = CliRunner().invoke(cli, ["tune", str(data), "--model", str(tiny_model), "--study-name", "f",
                                      "--batch-sizes", "8", "--learning-rates", "1e-3", "--no-track",

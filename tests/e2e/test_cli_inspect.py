@@ -59,7 +59,7 @@ def reported_dir(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(folder)
         tune(StudySpec(study_name="rep", storage="sqlite:///studies/rep.db", max_retries=0), DataSpec(EXAMPLE_DATA),
-             TrainSettings(model=str(tiny_model), epochs=3), SearchSpace((8, 16), (1e-3, 1e-4)), log_dir=None,
+             TrainSettings(model=str(tiny_model), epochs=3), SearchSpace((8, 16), (1e-3, 1e-4)), tracking=None,
              trainer=_fails_on_16_1e4)
         trained = CliRunner().invoke(cli, ["train", "--study-name", "rep", "-o", "out", "--seeds", "1,2,3",
                                            "--no-track"])

@@ -16,7 +16,7 @@ from scripted import ScriptedTrainer
 def _tune_for_reuse(model: Path) -> StudySpec:
     spec = StudySpec(study_name="reuse", storage="sqlite:///studies/reuse.db", confirm_top=0)
     tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SearchSpace((8,), (1e-3, 1e-4)),
-         log_dir=None)
+         tracking=None)
     return spec
 
 
@@ -27,8 +27,8 @@ def test_a_kept_trial_is_the_replica_training_would_make(workdir: Path, tiny_mod
 
     spec = _tune_for_reuse(tiny_model)
     lines: list[str] = []
-    reused = train_replicas("reuse", spec.storage, workdir / "a", seeds=(1, 2), log_dir=None, progress=lines.append)
-    fresh = train_replicas("reuse", spec.storage, workdir / "b", seeds=(1,), log_dir=None, artifact_store="none")
+    reused = train_replicas("reuse", spec.storage, workdir / "a", seeds=(1, 2), tracking=None, progress=lines.append)
+    fresh = train_replicas("reuse", spec.storage, workdir / "b", seeds=(1,), tracking=None, artifact_store="none")
     best_trial = reused.replicas[0].from_trial
     assert best_trial is not None and reused.replicas[1].from_trial is None and fresh.replicas[0].from_trial is None
     assert f"Replicas: seed(s) 1 from the study's trial(s) {best_trial}; seed(s) 2 trained" in lines
@@ -59,14 +59,14 @@ def test_a_replica_is_trained_when_the_kept_weights_are_gone_or_do_not_fit(workd
     shutil.copytree(tiny_model, other)
     lines: list[str] = []
     trainer = ScriptedTrainer(with_model=True)
-    result = train_replicas("reuse", spec.storage, workdir / "a", seeds=(1,), model=str(other), log_dir=None,
+    result = train_replicas("reuse", spec.storage, workdir / "a", seeds=(1,), model=str(other), tracking=None,
                             progress=lines.append, trainer=trainer)
     assert result.replicas[0].from_trial is None and [s for _, s in trainer.calls] == [1]
     assert any("cannot be used (trained with other settings: model" in line for line in lines)
     for stored in (workdir / "studies" / "reuse.artifacts").iterdir():
         stored.unlink()
     lines.clear()
-    result = train_replicas("reuse", spec.storage, workdir / "b", seeds=(1,), log_dir=None, progress=lines.append,
+    result = train_replicas("reuse", spec.storage, workdir / "b", seeds=(1,), tracking=None, progress=lines.append,
                             trainer=trainer)
     assert result.replicas[0].from_trial is None and len(trainer.calls) == 2
     assert any("is not in the store" in line and "training it" in line for line in lines)

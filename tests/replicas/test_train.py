@@ -30,14 +30,14 @@ class OneClassOnSeed(ScriptedTrainer):
 
 
 def _tuned(model: Path) -> None:
-    tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, log_dir=None,
+    tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, tracking=None,
          trainer=ScriptedTrainer())
 
 
 def test_replicas_of_the_best_point_are_written_and_reused(workdir: Path, tiny_model: Path) -> None:
     _tuned(tiny_model)
     trainer = ScriptedTrainer(with_model=True)
-    result = train_replicas("r", SPEC.storage, workdir / "out", seeds=(1, 2), log_dir=None, trainer=trainer)
+    result = train_replicas("r", SPEC.storage, workdir / "out", seeds=(1, 2), tracking=None, trainer=trainer)
     assert result.params == HParams(8, 1e-3)  # the scripted scores' best point
     assert [hp for hp, _ in trainer.calls] == [HParams(8, 1e-3)] * 2 and [s for _, s in trainer.calls] == [1, 2]
     folders = [Path(r.path) for r in result.replicas]
@@ -45,13 +45,13 @@ def test_replicas_of_the_best_point_are_written_and_reused(workdir: Path, tiny_m
     summary = json.loads((workdir / "out" / SUMMARY_FILE).read_text())
     assert summary["best_dev_f1"] == result.best_dev_value == result.best_dev_f1  # the file's key, as before
     again = ScriptedTrainer(with_model=True)
-    train_replicas("r", SPEC.storage, workdir / "out", seeds=(1, 2), log_dir=None, trainer=again)
+    train_replicas("r", SPEC.storage, workdir / "out", seeds=(1, 2), tracking=None, trainer=again)
     assert again.calls == []  # complete replicas are read back, not trained again
 
 
 def test_a_failed_replica_is_replaced_and_left_out(workdir: Path, tiny_model: Path) -> None:
     _tuned(tiny_model)
-    result = train_replicas("r", SPEC.storage, workdir / "out", seeds=(1, 2), log_dir=None, replace_failed=True,
+    result = train_replicas("r", SPEC.storage, workdir / "out", seeds=(1, 2), tracking=None, replace_failed=True,
                             trainer=OneClassOnSeed(with_model=True))
     assert [r.seed for r in result.replicas] == [1, 2, 3] and [r.seed for r in result.failed] == [1]
     assert "predicts one class, '0'" in str(result.replicas[0].failed_run)

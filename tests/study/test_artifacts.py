@@ -30,7 +30,7 @@ SPACE = SearchSpace((8, 16), (1e-3, 1e-4))  # scripted scores: (8, 1e-3) best, t
 
 def _tune(model: Path, name: str, top: int = 0, trainer: ScriptedTrainer | None = None, **spec: object) -> optuna.Study:
     study_spec = StudySpec(study_name=name, storage=f"sqlite:///studies/{name}.db", confirm_top=top, **spec)  # type: ignore[arg-type]
-    tune(study_spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, log_dir=None,
+    tune(study_spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, tracking=None,
          trainer=trainer or ScriptedTrainer(with_model=True))
     url = study_spec.storage
     return load_study(name, open_storage(url), url)
@@ -191,7 +191,7 @@ def test_an_s3_bucket_keeps_the_weights_train_reuses(workdir: Path, tiny_model: 
         study = _tune(tiny_model, "k8", artifact_store="s3://weights")
         keys = [o["Key"] for o in s3.list_objects_v2(Bucket="weights").get("Contents", [])]
         assert keys == [KeptWeights.of(study.best_trial).artifact_id]  # type: ignore[union-attr]
-        result = train_replicas("k8", "sqlite:///studies/k8.db", workdir / "out", seeds=(1,), log_dir=None,
+        result = train_replicas("k8", "sqlite:///studies/k8.db", workdir / "out", seeds=(1,), tracking=None,
                                 trainer=ScriptedTrainer(with_model=True))
         assert result.replicas[0].from_trial == study.best_trial.number
         with pytest.raises(ConfigError, match="--artifact-store s3://missing: cannot be written"):

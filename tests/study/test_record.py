@@ -43,7 +43,7 @@ def _load(name: str = "s") -> optuna.Study:
 
 def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path) -> None:
     flaky = ScriptedTrainer(fail=fail_on((16, 1e-4), times=1))
-    result = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None, trainer=flaky)
+    result = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, tracking=None, trainer=flaky)
     study = _load()
     assert _complete_per_point(study) == {(bs, lr): 1 for bs in (8, 16) for lr in (1e-3, 1e-4)}
     failed = study.get_trials(states=(TrialState.FAIL,))
@@ -53,17 +53,17 @@ def test_failed_point_is_retried_and_recorded(workdir: Path, tiny_model: Path) -
 
 def test_point_that_keeps_failing_is_given_up(workdir: Path, tiny_model: Path) -> None:
     broken = ScriptedTrainer(fail=fail_on((16, 1e-3), error=lambda: ValueError("loss is nan")))
-    result = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+    result = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, tracking=None,
                   trainer=broken)
     assert [(p.point.batch_size, p.point.learning_rate) for p in result.failed_points] == [(16, 1e-3)]
     assert len(result.failed_points[0].errors) == 2  # first try + 1 retry
     assert result.best is not None
     # Running again does not retry a point that has used up its retries...
-    again = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+    again = tune(_spec(retries=1), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, tracking=None,
                  trainer=broken)
     assert again.stats.trained == 0
     # ...unless the user allows more.
-    fixed = tune(_spec(retries=2), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+    fixed = tune(_spec(retries=2), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, tracking=None,
                  trainer=ScriptedTrainer())
     assert fixed.stats.trained == 1 and fixed.failed_points == []
 
@@ -71,11 +71,11 @@ def test_point_that_keeps_failing_is_given_up(workdir: Path, tiny_model: Path) -
 def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_model: Path) -> None:
     dies_on_third = ScriptedTrainer(fail=die_on_call(3))  # SystemExit: the trial stays RUNNING, like a kill -9
     with pytest.raises(SystemExit):
-        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None, trainer=dies_on_third)
+        tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, tracking=None, trainer=dies_on_third)
     seen = [hp for hp, _ in dies_on_third.calls]
     states = [t.state for t in _load().get_trials()]
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.RUNNING, TrialState.WAITING]  # the 4th still queued
-    resumed = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, log_dir=None,
+    resumed = tune(_spec(), DataSpec(EXAMPLE_DATA), _settings(tiny_model), SPACE, tracking=None,
                    trainer=ScriptedTrainer())
     assert resumed.stats.recovered == [2]
     assert resumed.stats.trained == 2
@@ -89,7 +89,7 @@ def test_trial_left_running_by_dead_process_is_retrained(workdir: Path, tiny_mod
 
 
 def _tune(spec: StudySpec, data: DataSpec, settings: TrainSettings, space: SearchSpace) -> None:
-    tune(spec, data, settings, space, log_dir=None, trainer=ScriptedTrainer())
+    tune(spec, data, settings, space, tracking=None, trainer=ScriptedTrainer())
 
 
 def test_resume_refuses_changed_inputs(workdir: Path, tiny_model: Path) -> None:

@@ -106,7 +106,7 @@ def test_an_infeasible_point_is_a_state_of_its_own_and_never_retried(workdir: Pa
     spec = StudySpec(study_name="oom", storage="sqlite:///studies/oom.db", max_retries=2, confirm_top=0)
     settings, space = TrainSettings(model=str(tiny_model), epochs=1), SearchSpace((8, 16, 32), (1e-3,))
     lines: list[str] = []
-    result = tune(spec, DataSpec(EXAMPLE_DATA), settings, space, log_dir=None, trainer=trainer, progress=lines.append)
+    result = tune(spec, DataSpec(EXAMPLE_DATA), settings, space, tracking=None, trainer=trainer, progress=lines.append)
     states = {p.point.batch_size: p.state for p in result.points}
     assert states == {8: "COMPLETE", 16: "COMPLETE", 32: "INFEASIBLE"}
     assert [m for bs, m in tried if bs == 32] == [32, 16, 8, 4, 2, 1]  # one trial, halving, then given up
@@ -120,7 +120,7 @@ def test_an_infeasible_point_is_a_state_of_its_own_and_never_retried(workdir: Pa
     assert "out of memory" in recorded[32]["infeasible"] and recorded[32]["error"].startswith("infeasible: ")
     assert "infeasible" in grid_table(result.points)
     assert "0 + 1 infeasible" in studies_table(list_studies([spec.storage]))
-    again = tune(spec, DataSpec(EXAMPLE_DATA), settings, space, log_dir=None, trainer=trainer)
+    again = tune(spec, DataSpec(EXAMPLE_DATA), settings, space, tracking=None, trainer=trainer)
     assert again.stats.trained == 0 and [m for bs, m in tried if bs == 32] == [32, 16, 8, 4, 2, 1]
     assert [p.point.batch_size for p in again.failed_points] == [32]
 
@@ -129,5 +129,5 @@ def test_a_micro_batch_above_every_batch_size_is_refused(workdir: Path, tiny_mod
     with pytest.raises(ConfigError, match="micro_batch_size 64 is above the grid's largest batch size 32"):
         tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db"), DataSpec(EXAMPLE_DATA),
              TrainSettings(model=str(tiny_model)), SearchSpace((8, 32), (1e-3,)),
-             machine=replace(CPU, micro_batch_size=64), log_dir=None)
+             machine=replace(CPU, micro_batch_size=64), tracking=None)
     assert not (workdir / "studies" / "m.db").exists()

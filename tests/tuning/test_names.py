@@ -28,7 +28,7 @@ def test_a_study_made_under_the_old_default_name_is_still_resumed(workdir: Path,
     shutil.copytree(EXAMPLE_DATA, data)
     old = StudySpec(study_name="bert-custom-m_sentiment", storage="sqlite:///studies/bert-custom-m_sentiment.db")
     tune(old, DataSpec(data), TrainSettings(model=str(tiny_model), epochs=1), SearchSpace((8,), (1e-3,)),
-         log_dir=None, trainer=ScriptedTrainer())
+         tracking=None, trainer=ScriptedTrainer())
     name, task, url, note = default_study(None, None, "bert-custom", "m", None, data)
     assert (name, task, url) == (old.study_name, "sentiment", old.storage)
     assert note is not None and "old default task name 'sentiment'" in note and "bert-custom-m_banking77" in note

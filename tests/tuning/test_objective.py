@@ -22,7 +22,7 @@ from optuna_seqclf.study.schema import (
     ERROR_ATTR,
     HISTORY_ATTR,
 )
-from optuna_seqclf.training.tracking import NullTracker
+from optuna_seqclf.tracking import NullTracker
 from optuna_seqclf.tuning.objective import Objective
 from scripted import ScriptedTrainer, fail_on
 

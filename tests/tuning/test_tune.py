@@ -27,7 +27,7 @@ def test_corpus_is_tokenised_once_per_study_and_trials_write_no_checkpoints(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     spec = StudySpec(study_name="once", storage="sqlite:///studies/once.db")
     result = tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=2),
-                  SearchSpace((8, 16), (1e-3, 1e-4)), log_dir=None)
+                  SearchSpace((8, 16), (1e-3, 1e-4)), tracking=None)
     assert result.stats.trained == 4 and calls["n"] == 1
     assert list(scratch.iterdir()) == []  # trial scratch folders are gone, and nothing was checkpointed
     assert sorted(p.name for p in workdir.iterdir()) == ["studies", "tmp"]
@@ -36,7 +36,7 @@ def test_corpus_is_tokenised_once_per_study_and_trials_write_no_checkpoints(
 def test_tune_returns_plain_results_and_study_result_reads_them_back(workdir: Path, tiny_model: Path) -> None:
     spec = StudySpec(study_name="plain", storage="sqlite:///studies/plain.db")
     result = tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
-                  SearchSpace((8,), (1e-3, 1e-4)), log_dir=None)
+                  SearchSpace((8,), (1e-3, 1e-4)), tracking=None)
     assert isinstance(result.best, TrialResult) and isinstance(result.best_params, HParams)
     assert [p.state for p in result.points] == ["COMPLETE", "COMPLETE"]
     assert result.best.value == max(p.result.value for p in result.points if p.result)
@@ -70,7 +70,7 @@ def test_metric_decides_what_is_maximised(workdir: Path, tiny_model: Path, metri
     scores = {1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}, 1e-4: {"f1": 0.8, "accuracy": 0.7, "mcc": 0.4}}
     spec = StudySpec(study_name=metric, storage=f"sqlite:///studies/{metric}.db", metric=metric, confirm_top=0)
     result = tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
-                  SearchSpace((8,), (1e-3, 1e-4)), log_dir=None, trainer=_scripted_fine_tune(scores))
+                  SearchSpace((8,), (1e-3, 1e-4)), tracking=None, trainer=_scripted_fine_tune(scores))
     assert result.best_params == HParams(8, best_lr)
     assert result.metric.name == metric
     key = {"macro-f1": "f1", "accuracy": "accuracy", "mcc": "mcc"}[metric]
@@ -85,9 +85,9 @@ def test_another_metric_is_another_study(workdir: Path, tiny_model: Path) -> Non
 
     trainer = _scripted_fine_tune({1e-3: {"f1": 0.6, "accuracy": 0.9, "mcc": 0.5}})
     args = (DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SearchSpace((8,), (1e-3,)))
-    tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db"), *args, log_dir=None, trainer=trainer)
+    tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db"), *args, tracking=None, trainer=trainer)
     with pytest.raises(StudyError, match=r"maximises dev macro-F1, not accuracy \(--metric accuracy\)"):
-        tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db", metric="accuracy"), *args, log_dir=None,
+        tune(StudySpec(study_name="m", storage="sqlite:///studies/m.db", metric="accuracy"), *args, tracking=None,
              accept_changes=True, trainer=trainer)
 
 
@@ -109,7 +109,7 @@ def test_the_default_job_prunes_and_confirms_and_two_flags_bring_back_the_refere
     for name, spec in (("default", StudySpec(study_name="default", storage="sqlite:///studies/default.db")),
                        ("reference", StudySpec(study_name="reference", storage="sqlite:///studies/reference.db",
                                                pruner="none", confirm_top=0))):
-        result = tune(spec, DataSpec(EXAMPLE_DATA), settings, space, log_dir=None, trainer=ScriptedTrainer())
+        result = tune(spec, DataSpec(EXAMPLE_DATA), settings, space, tracking=None, trainer=ScriptedTrainer())
         assert result.best_params == HParams(8, 1e-3)
         studies[name] = optuna.load_study(study_name=name, storage=spec.storage)
     trials = [t for t in studies["default"].get_trials() if DUPLICATE_ATTR not in t.user_attrs]
@@ -137,6 +137,6 @@ def test_a_trial_is_never_pruned_after_its_last_epoch(workdir: Path, tiny_model:
 
     spec = StudySpec(study_name="last", storage="sqlite:///studies/last.db", pruner="median", confirm_top=0)
     tune(spec, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1),
-         SearchSpace((8, 16), (1e-2, 1e-3, 1e-4, 1e-5)), log_dir=None, trainer=ScriptedTrainer())
+         SearchSpace((8, 16), (1e-2, 1e-3, 1e-4, 1e-5)), tracking=None, trainer=ScriptedTrainer())
     trials = optuna.load_study(study_name="last", storage=spec.storage).get_trials()
     assert len(trials) == 8 and all(t.state == TrialState.COMPLETE for t in trials)

@@ -29,7 +29,7 @@ def quick_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _tune(model: Path, trainer: ScriptedTrainer | None = None):  # type: ignore[no-untyped-def]
-    return tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, log_dir=None,
+    return tune(SPEC, DataSpec(EXAMPLE_DATA), TrainSettings(model=str(model), epochs=1), SPACE, tracking=None,
                 trainer=trainer or ScriptedTrainer())
 
 
@@ -100,7 +100,7 @@ def test_train_on_an_incomplete_grid_names_the_missing_points(
     _die_on_first_trial(tiny_model)
     _tune(tiny_model)
     lines: list[str] = []
-    train_replicas("w", SPEC.storage, workdir / "out", seeds=(1,), log_dir=None, progress=lines.append,
+    train_replicas("w", SPEC.storage, workdir / "out", seeds=(1,), tracking=None, progress=lines.append,
                    trainer=ScriptedTrainer(with_model=True))
     assert any("is not complete: 1 of 2 points have no result (8 " in line and "(running))" in line for line in lines)
 
@@ -118,7 +118,7 @@ def test_a_failure_the_objective_did_not_record_is_given_up_after_the_retries(wo
     trainer = MalformedResult()
     result = tune(StudySpec(study_name="bad", storage="sqlite:///studies/bad.db", max_retries=1),
                   DataSpec(EXAMPLE_DATA), TrainSettings(model=str(tiny_model), epochs=1), SearchSpace((8,), (1e-3,)),
-                  log_dir=None, trainer=trainer)
+                  tracking=None, trainer=trainer)
     assert len(trainer.calls) == 2  # the first try and one retry, not a loop
     [point] = result.points
     assert point.state == "FAIL" and point.errors == ("KeyError: 'f1'", "KeyError: 'f1'")

@@ -70,11 +70,11 @@ def test_no_track_writes_no_aim_repo(workdir: Path, tiny_model: Path) -> None:
 
 
 def test_without_aim_tracking_is_skipped_with_one_warning(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from optuna_seqclf.training.tracking import NullTracker, make_tracker
+    from optuna_seqclf.tracking import NullTracker, Tracking, make_tracker
 
     monkeypatch.setitem(sys.modules, "aim", None)  # as on Python 3.13, where aim has no wheel: import fails
     with pytest.warns(UserWarning, match="aim is not installed") as caught:
-        tracker = make_tracker(workdir / "logs", "exp")
+        tracker = make_tracker(Tracking(aim=workdir / "logs"), "exp")
     assert isinstance(tracker, NullTracker) and len(caught) == 1
     run = tracker.start("x", {"a": 1})
     run.track("f1", 0.5, step=1, subset="eval")
@@ -85,10 +85,10 @@ def test_without_aim_tracking_is_skipped_with_one_warning(workdir: Path, monkeyp
 RACE = """
 import sys, time
 from pathlib import Path
-from optuna_seqclf.training.tracking import make_tracker
+from optuna_seqclf.tracking import Tracking, make_tracker
 start_at = float(sys.argv[2])
 time.sleep(max(0.0, start_at - time.time()))
-run = make_tracker(Path(sys.argv[1]), "race").start(f"race/{sys.argv[3]}", {"i": sys.argv[3]})
+run = make_tracker(Tracking(aim=Path(sys.argv[1])), "race").start(f"race/{sys.argv[3]}", {"i": sys.argv[3]})
 run.track("f1", 0.5, step=1, subset="eval")
 run.close()
 """
@@ -116,9 +116,9 @@ def test_workers_starting_together_share_one_new_aim_repo(tmp_path: Path) -> Non
 def test_a_run_never_tracked_is_still_saved(tmp_path: Path) -> None:
     """Runs are created at their first use; one closed before any metric (a trial that failed early) exists."""
     pytest.importorskip("aim")
-    from optuna_seqclf.training.tracking import make_tracker
+    from optuna_seqclf.tracking import Tracking, make_tracker
 
-    tracker = make_tracker(tmp_path / "new" / "logs", "exp")
+    tracker = make_tracker(Tracking(aim=tmp_path / "new" / "logs"), "exp")
     tracker.start("exp/early-failure", {"batch_size": 8}).close()
     run = tracker.start("exp/trained", {"batch_size": 16})
     run.track("f1", 0.5, step=1, subset="eval")
@@ -136,13 +136,13 @@ def test_a_failed_repo_setup_is_one_tracking_error(tmp_path: Path, monkeypatch: 
     """The set-up runs in the background; its failure surfaces where the run is first needed, once."""
     pytest.importorskip("aim")
     from optuna_seqclf.errors import TrackingError
-    from optuna_seqclf.training import tracking
+    from optuna_seqclf.tracking import Tracking, aim_runs, make_tracker
 
     def no_space(log_dir: Path) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tracking, "_ensure_repo", no_space)
-    run = tracking.make_tracker(tmp_path / "logs", "exp").start("exp/trial-0", {})
+    monkeypatch.setattr(aim_runs, "_ensure_repo", no_space)
+    run = make_tracker(Tracking(aim=tmp_path / "logs"), "exp").start("exp/trial-0", {})
     with pytest.raises(TrackingError, match=r"logs: Aim run exp/trial-0 could not be created \(OSError: .*No space"):
         run.track("loss", 1.0, step=1, subset="train")
     run.close()  # the error was already raised where it happened: closing adds none

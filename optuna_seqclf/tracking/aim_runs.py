@@ -1,62 +1,29 @@
-"""Experiment tracking. Aim lives here and nowhere else; ``NullTracker`` tracks nothing.
+"""Aim: one run per trial, confirmation run, replica and ensemble, all of a study under one experiment name.
 
-One Aim run per tuning trial and per replica, all runs of a study under one experiment name. With
-aim 3.29 a closed run is not readable (``Repo.iter_runs``, the UI) until it is indexed, so ``close``
-indexes it explicitly.
+Aim has no parent runs: the study is the experiment. With aim 3.29 a closed run is not readable
+(``Repo.iter_runs``, the UI) until it is indexed, so ``close`` indexes it explicitly.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from optuna_seqclf.errors import ConfigError, TrackingError, first_line
+from optuna_seqclf.errors import TrackingError, first_line
 
 _log = logging.getLogger(__name__)
-
-
-class TrackedRun(Protocol):
-    def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None: ...
-
-    def note(self, name: str, value: str) -> None: ...  # a run attribute (Aim shows it beside the hparams)
-
-    def close(self) -> None: ...
-
-
-class Tracker(Protocol):
-    def start(self, name: str, hparams: dict[str, Any]) -> TrackedRun: ...
-
-
-class _NullRun:
-    def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None:
-        pass
-
-    def note(self, name: str, value: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class NullTracker:
-    """Tracks nothing (``--no-track``, or Aim not installed)."""
-
-    def start(self, name: str, hparams: dict[str, Any]) -> TrackedRun:
-        return _NullRun()
 
 
 class _AimRun:
     """An Aim run, created at its first ``track`` (or at ``close``): by then the repo set-up is done."""
 
-    def __init__(self, tracker: AimTracker, name: str, hparams: dict[str, Any]) -> None:
-        self._tracker, self._name, self._hparams = tracker, name, hparams
+    def __init__(self, tracker: AimTracker, name: str, hparams: Mapping[str, Any], tags: Mapping[str, str]) -> None:
+        self._tracker, self._name, self._hparams, self._tags = tracker, name, hparams, tags
         self._run: Any = None
         self._failed = False
 
@@ -64,6 +31,8 @@ class _AimRun:
         if self._run is None:
             try:
                 self._run = self._tracker.open_run(self._name, self._hparams)
+                for key, value in self._tags.items():  # Aim has no tags: attributes, beside the hparams
+                    self._run[key] = value
             except Exception as exc:
                 self._failed = True
                 raise TrackingError(f"{self._tracker.log_dir}: Aim run {self._name} could not be created "
@@ -74,14 +43,19 @@ class _AimRun:
         self._aim_run().track(float(value), name=name, step=step, epoch=epoch, context={"subset": subset})
 
     def note(self, name: str, value: str) -> None:
-        self._aim_run()[name] = value
+        if not self._failed:  # a run Aim could not create said so where it was first needed
+            self._aim_run()[name] = value
 
-    def close(self) -> None:
+    def attach(self, path: Path, folder: str | None = None) -> None:
+        pass  # Aim keeps no files without an artifact store of its own; the files are in the replica's folder
+
+    def close(self, state: str = "COMPLETE") -> None:
         from aim.sdk.index_manager import RepoIndexManager
 
         if self._failed:  # the error was raised where the run was first needed
             return
         run = self._aim_run()
+        run["state"] = state
         run_hash, repo = run.hash, run.repo
         run.close()
         try:  # aim >= 3.29: a closed run is invisible to readers until indexed
@@ -107,10 +81,20 @@ class AimTracker:
         else:
             self._repo_ready = _in_background(_ensure_repo, self.log_dir)
 
-    def start(self, name: str, hparams: dict[str, Any]) -> TrackedRun:
-        return _AimRun(self, name, hparams)
+    def start(self, name: str, hparams: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> _AimRun:
+        return _AimRun(self, name, hparams, tags or {})
 
-    def open_run(self, name: str, hparams: dict[str, Any]) -> Any:
+    # Aim has no study run: nothing to settle, finish or point at
+    def settle(self, finished: Mapping[str, str]) -> None:
+        pass
+
+    def finish(self, state: str) -> None:
+        pass
+
+    def study_run(self) -> dict[str, str] | None:
+        return None
+
+    def open_run(self, name: str, hparams: Mapping[str, Any]) -> Any:
         """A new ``aim.Run`` (once the repo exists), named and with its hyperparameters set."""
         from aim import Run
 
@@ -118,7 +102,7 @@ class AimTracker:
         run = Run(repo=str(self.log_dir), experiment=self.experiment, log_system_params=False,
                   system_tracking_interval=None, capture_terminal_logs=False)
         run.name = name
-        run["hparams"] = hparams
+        run["hparams"] = dict(hparams)
         return run
 
 
@@ -170,41 +154,3 @@ def _exclusive(lock_path: Path) -> Iterator[None]:
     with open(lock_path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         yield
-
-
-def check_log_dir(log_dir: Path | None) -> None:
-    """Refuse, before any training, a log folder that is a file or sits in one that cannot be written."""
-    if log_dir is None:
-        return
-    existing = Path(log_dir)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"log_dir {log_dir}: {existing} is a file, not a folder", "log_dir")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"log_dir {log_dir}: {existing} is not writable", "log_dir")
-
-
-def make_tracker(log_dir: Path | None, experiment: str) -> Tracker:
-    """Aim when ``log_dir`` is given and Aim imports; otherwise a NullTracker (with one warning)."""
-    if log_dir is None:
-        return NullTracker()
-    check_log_dir(log_dir)
-    try:
-        import aim  # noqa: F401
-    except ImportError:
-        warnings.warn("aim is not installed (it has no wheel for this Python): tracking is off",
-                      stacklevel=2)
-        return NullTracker()
-    return AimTracker(log_dir, experiment)
-
-
-def log_to(run: TrackedRun) -> Callable[[dict[str, float]], None]:
-    """A ``fine_tune`` log hook that tracks the training loss, learning rate and gradient norm (subset=train)."""
-
-    def on_log(record: dict[str, float]) -> None:
-        for key in ("loss", "learning_rate", "grad_norm"):
-            if key in record:
-                run.track(key, record[key], step=int(record["step"]), subset="train", epoch=record.get("epoch"))
-
-    return on_log

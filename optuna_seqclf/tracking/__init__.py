@@ -1,0 +1,21 @@
+"""Experiment tracking: Aim (``aim_runs``) and MLflow (``mlflow_runs``) live in this package and nowhere else;
+the rest of the package sees ``Tracking``, ``make_tracker`` and the run protocols of ``runs``."""
+
+from optuna_seqclf.tracking.runs import (
+    DEFAULT_MLFLOW_URI,
+    DEFAULT_TRACKING,
+    RUN_STATES,
+    TRACKERS,
+    NullTracker,
+    TrackedRun,
+    Tracker,
+    Tracking,
+    check_tracking,
+    keep_in_study_run,
+    log_to,
+    make_tracker,
+    warning_line,
+)
+
+__all__ = ["DEFAULT_MLFLOW_URI", "DEFAULT_TRACKING", "RUN_STATES", "TRACKERS", "NullTracker", "TrackedRun", "Tracker",
+           "Tracking", "check_tracking", "keep_in_study_run", "log_to", "make_tracker", "warning_line"]
