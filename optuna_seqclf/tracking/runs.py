@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from optuna_seqclf.errors import ConfigError
-from optuna_seqclf.hooks import LogHook, Progress
+from optuna_seqclf.hooks import LogHook, Progress, silent
 
 TRACKERS = ("aim", "mlflow")
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"  # a real database beside the studies, not MLflow's deprecated file store
@@ -209,8 +209,11 @@ def keep_in_study_run(where: Mapping[str, str], files: list[Path], folder: str, 
     return attach_to_study_run(where, files, folder, warn)
 
 
-def warning_line(progress: Progress) -> Progress:
-    """A tracker's warnings (a server that stopped answering) as progress lines."""
+def warning_line(progress: Progress | None) -> Progress | None:
+    """A tracker's warnings (a server that stopped answering) as progress lines; None (Python warnings) where
+    there is no ``progress`` to say them."""
+    if progress is None or progress is silent:
+        return None
     return lambda message: progress(f"warning: {message}")
 
 

@@ -250,7 +250,7 @@ def _worker_main(study_spec: StudySpec, data: DataSpec, space: SearchSpace, sett
         study.sampler = grid_sampler(StudyRecord.from_study(study))
         store = open_artifact_store(study_spec.artifact_store or NO_STORE)
         with local_study_lock(study_spec.storage):
-            tracker = make_tracker(tracking, study_spec.study_name, warn=warning_line(progress))
+            tracker = make_tracker(tracking, study_spec.study_name, warn=warning_line(progress if verbose else None))
             _train_points(study, study_spec, space, settings, machine, prepared, tracker, progress, workers,
                           trainer=trainer, store=store)
     except SeqClfError as exc:

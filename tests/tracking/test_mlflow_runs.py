@@ -3,10 +3,14 @@ its nested child runs, read back through ``MlflowClient`` from the database the 
 
 from __future__ import annotations
 
+import html
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -136,10 +140,10 @@ def test_a_trial_killed_mid_run_is_marked_killed_and_its_retry_says_so(workdir: 
     """kill -9 during a trial leaves its MLflow run RUNNING; the next `tune` gives the point a new run marked as
     the retry, and marks the dead one KILLED (its state in the study: FAIL), so nothing is left RUNNING."""
     db = workdir / "studies" / "k.db"
-    proc = subprocess.Popen(_tune(tiny_model, "k"), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "SCRIPTED_STEP_S": "0.3"})
+    proc = subprocess.Popen(_tune(tiny_model, "k"), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "SCRIPTED_STEP_S": "0.3"})
     try:
-        wait_for(lambda: states(db).count("COMPLETE") >= 1 and states(db)[-1:] == ["RUNNING"]
+        wait_for(lambda: (states(db).count("COMPLETE") >= 1 and states(db)[-1:] == ["RUNNING"])
                  or proc.poll() is not None)
         assert proc.poll() is None, proc.communicate()[1]
         proc.send_signal(signal.SIGKILL)
@@ -161,3 +165,101 @@ def test_a_trial_killed_mid_run_is_marked_killed_and_its_retry_says_so(workdir: 
     assert runs["k"].info.status == "FINISHED"
     assert sorted(r.data.tags["state"] for r in runs.values() if r.data.tags["role"] == "trial") == \
         ["COMPLETE"] * 4 + ["FAIL"]
+
+
+def _render(url: str, profile: Path) -> str:
+    """What headless Chromium shows at ``url``, as text."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
+        pytest.skip("chromium not installed (apt-get install chromium)")
+    dom = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                          "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                          f"--user-data-dir={profile}", "--virtual-time-budget=15000", "--window-size=1400,1000",
+                          "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(script|style)\b.*?</\1>", "", dom, flags=re.S))
+    return html.unescape(re.sub(r"\s+", " ", text))
+
+
+class _MlflowServer:
+    """``mlflow server`` on 127.0.0.1 over ``backend`` (artifacts served through it), in ``folder``."""
+
+    def __init__(self, backend: str, folder: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        folder.mkdir(parents=True, exist_ok=True)
+        self.log = open(folder / "server.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend,
+                                      "--artifacts-destination", str(folder / "artifacts"), "--host", "127.0.0.1",
+                                      "--port", str(self.port), "--workers", "1"],
+                                     cwd=folder, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)  # its uvicorn workers are children: stop them all
+        wait_for(self._up, timeout=180)
+
+    def _up(self) -> bool:
+        assert self.proc.poll() is None, (Path(self.log.name).read_text())
+        try:
+            with urllib.request.urlopen(f"{self.url}/health", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def _database(postgres_url: str, name: str) -> str:
+    """A new database on the test's PostgreSQL server (MLflow and Optuna both keep an ``alembic_version``)."""
+    import psycopg
+
+    with psycopg.connect(postgres_url.replace("+psycopg", ""), autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name}")
+        con.execute(f"CREATE DATABASE {name}")
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_workers_log_to_one_tracking_server_on_postgresql_which_may_go_away(workdir: Path, tiny_model: Path,
+                                                                            postgres_url: str) -> None:
+    server = _MlflowServer(_database(postgres_url, "mlflow_runs"), workdir / "server")
+    try:
+        tuned = subprocess.run(_tune(tiny_model, "shared", "--workers", "2", "--mlflow-uri", server.url),
+                               cwd=workdir, capture_output=True, text=True, timeout=300)
+        assert tuned.returncode == 0, tuned.stderr
+        trained = subprocess.run([*SCRIPTED_CLI, "train", "--study-name", "shared", "--seeds", "1", "-o", "out",
+                                  "--tracker", "mlflow", "--mlflow-uri", server.url], cwd=workdir,
+                                 capture_output=True, text=True, timeout=300)
+        assert trained.returncode == 0, trained.stderr
+        runs = _runs(server.url, "shared")
+        trials = {name: r for name, r in runs.items() if r.data.tags.get("role") == "trial"}
+        assert sorted(trials) == ["trial-0", "trial-1", "trial-2", "trial-3"]  # each trial once, from both workers
+        parent = runs["shared"]
+        assert [r.data.tags.get("role") for r in runs.values()].count("study") == 1
+        assert {r.data.tags["mlflow.parentRunId"] for n, r in runs.items() if n != "shared"} == {parent.info.run_id}
+        assert {r.info.status for r in runs.values()} == {"FINISHED"}
+        kept = {f.path for f in _client(server.url).list_artifacts(runs["replica-seed1"].info.run_id)}
+        assert "all_results.json" in kept  # through the server's artifact proxy
+        page = _render(f"{server.url}/#/experiments/{parent.info.experiment_id}/runs/{parent.info.run_id}",
+                       workdir / "profile")
+        assert "Status Finished" in page and "Child runs" in page and "role : study" in page
+        assert all(name in page for name in ("trial-0", "trial-3", "replica-seed1")), page[:2000]
+
+        # the server goes away in the middle of a study: warnings, and every trial still in the study
+        proc = subprocess.Popen(_tune(tiny_model, "gone", "--mlflow-uri", server.url), cwd=workdir,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env={**os.environ, "SCRIPTED_STEP_S": "0.1"})
+        db = workdir / "studies" / "gone.db"
+        wait_for(lambda: states(db).count("COMPLETE") >= 1 or proc.poll() is not None)
+        server.stop()
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        assert f"warning: MLflow at {server.url}: " in err and "the study goes on" in err
+        assert "Traceback" not in err
+        assert states(db) == ["COMPLETE"] * 4
+    finally:
+        if server.proc.poll() is None:
+            server.stop()
