@@ -36,6 +36,7 @@ from optuna_seqclf.settings import (
 from optuna_seqclf.study.queue import PointStatus, TrialResult
 from optuna_seqclf.study.selection import ConfirmedPoint, Selection
 from optuna_seqclf.summary import MetricSummary, Summary
+from optuna_seqclf.tracking import Tracking
 from optuna_seqclf.training.prepared import Prepared, prepare
 from optuna_seqclf.tuning.tune import TuneResult, study_result, tune
 
@@ -67,6 +68,7 @@ __all__ = [
     "StudyError",
     "StudySpec",
     "Summary",
+    "Tracking",
     "TrackingError",
     "TrainSettings",
     "TrialResult",

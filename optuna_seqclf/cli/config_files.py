@@ -23,6 +23,8 @@ from optuna_seqclf.errors import ConfigError
 
 # Options whose command-line value is a comma-separated list: the file may give a list (or the same string).
 LIST_OPTIONS = frozenset({"batch_sizes", "learning_rates", "seeds"})
+# ... and those whose items are names: a list of strings (or the same string, commas between)
+NAME_LIST_OPTIONS = frozenset({"tracker", "label_columns", "lora_targets"})
 # predict's arguments are its own (its MODEL is a trained model, not the pretrained one of `tune --model`)
 SECTION_ONLY = frozenset({("predict", "model"), ("predict", "input_path")})
 SKIPPED = frozenset({"config", "help", "version"})
@@ -122,6 +124,11 @@ def checked_value(path: Path, key: str, value: Any, param: click.Parameter, ctx:
             value = ",".join(repr(v) for v in value)
         elif not isinstance(value, str):
             raise wrong("a list of numbers, e.g. [8, 16, 32]")
+    elif param.name in NAME_LIST_OPTIONS:
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            value = ",".join(value)
+        elif not isinstance(value, str):
+            raise wrong('a list of names, e.g. ["aim", "mlflow"]')
     elif isinstance(value, (bool, list, dict)) or not isinstance(value, _accepted(param)):
         raise wrong(_expected(param))
     try:

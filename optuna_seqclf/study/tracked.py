@@ -11,14 +11,21 @@ from optuna.trial import TrialState
 
 from optuna_seqclf.settings import HParams
 from optuna_seqclf.study.queue import claimed_point, confirm_seed_of
-from optuna_seqclf.study.schema import DUPLICATE_ATTR, INFEASIBLE_ATTR
+from optuna_seqclf.study.schema import DUPLICATE_ATTR, INFEASIBLE_ATTR, TRACKING_ATTR
 from optuna_seqclf.tracking import Tracker
 
 
-def finished_runs(study: optuna.Study) -> dict[str, str]:
-    """Each finished trial's run key and the state the study gave it (``Tracker.settle``)."""
-    return {f"trial-{t.number}": "INFEASIBLE" if INFEASIBLE_ATTR in t.user_attrs else t.state.name
-            for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+def failed_runs(study: optuna.Study) -> dict[str, str]:
+    """The run key of each FAIL trial and its state (``Tracker.settle``): a run a dead process left open is one of
+    them (the study marks such trials FAIL; a trial that ended itself closed its run before its state was told)."""
+    return {f"trial-{t.number}": "INFEASIBLE" if INFEASIBLE_ATTR in t.user_attrs else "FAIL"
+            for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+
+
+def settle_dead_runs(study: optuna.Study, tracker: Tracker) -> None:
+    """Close the runs of trials whose process died (nothing to ask a tracker when no trial failed)."""
+    if failed := failed_runs(study):
+        tracker.settle(failed)
 
 
 def earlier_attempts(study: optuna.Study, number: int, point: HParams, seed: int | None = None) -> list[int]:
@@ -41,6 +48,8 @@ def tracked_study(study: optuna.Study, tracker: Tracker) -> Iterator[None]:
         state = "FAIL"
         raise
     finally:
-        tracker.settle(finished_runs(study))
+        settle_dead_runs(study, tracker)
+        if (where := tracker.study_run()) is not None:
+            study.set_user_attr(TRACKING_ATTR, where)  # for `report`, which puts its figures there
         if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             tracker.finish(state)

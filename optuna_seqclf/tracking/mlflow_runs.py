@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -73,47 +75,64 @@ def absolute_uri(uri: str) -> str:
 
 
 class _Server:
-    """An ``MlflowClient`` whose failures are warnings (see the module's docstring)."""
+    """An ``MlflowClient`` whose failures are warnings (see the module's docstring). Made in a thread of its own:
+    importing mlflow takes 1.3 s and a new SQLite database 1.8 s more (its migrations), which then overlap reading
+    and tokenising the data instead of adding to the study."""
 
-    def __init__(self, uri: str, warn: Progress) -> None:
-        from mlflow import MlflowClient
-
-        self.uri, self.client, self._warn = uri, MlflowClient(tracking_uri=uri), warn
+    def __init__(self, uri: str, warn: Progress, then: Callable[[Any], _T] | None = None) -> None:
+        self.uri, self._warn = uri, warn
         self._down_until = 0.0
         self.last_ok = False  # whether the last call went through
+        self._client: Future[Any] = Future()
+        self.first: Future[Any] = Future()  # what ``then`` gave, once the client is made
+        threading.Thread(target=self._connect, args=(then,), name="mlflow-setup").start()
 
-    def call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T | None:
-        """``fn(*args, **kwargs)``; None if it failed, or if MLflow failed less than ``RETRY_S`` ago."""
+    def _connect(self, then: Callable[[Any], Any] | None) -> None:
+        try:
+            from mlflow import MlflowClient
+
+            self._client.set_result(MlflowClient(tracking_uri=self.uri))
+        except Exception as exc:
+            self._client.set_result(None)
+            self._warn(f"MLflow at {self.uri}: no client ({type(exc).__name__}: {first_line(exc)[:200]}); "
+                       "the study goes on without MLflow")
+        self.first.set_result(self.call("opening the study's run", then) if then is not None else None)
+
+    def call(self, what: str, work: Callable[[Any], _T]) -> _T | None:
+        """``work(client)``; None if it failed, or if MLflow failed less than ``RETRY_S`` ago."""
         self.last_ok = False
-        if time.monotonic() < self._down_until:
+        client = self._client.result()
+        if client is None or time.monotonic() < self._down_until:
             return None
         try:
-            result = fn(*args, **kwargs)
+            result = work(client)
             self.last_ok = True
             return result
         except Exception as exc:
             self._down_until = time.monotonic() + RETRY_S
-            self._warn(f"MLflow at {self.uri}: {what} failed ({type(exc).__name__}: {first_line(exc)[:300]}); "
+            self._warn(f"MLflow at {self.uri}: {what} failed ({type(exc).__name__}: {first_line(exc)[:200]}); "
                        f"the study goes on, with MLflow left alone for {RETRY_S:.0f} s")
             return None
 
 
 class MlflowTracker:
-    """The study ``experiment`` in MLflow at ``uri``: its experiment and parent run are found (or made) at the
-    first run started."""
+    """The study ``experiment`` in MLflow at ``uri``: its experiment and parent run are found (or made) in the
+    background as soon as the tracker is made."""
 
     def __init__(self, uri: str, experiment: str, warn: Progress) -> None:
         self.uri, self.experiment = absolute_uri(uri), experiment
-        self.server = _Server(self.uri, warn)
+        self.server = _Server(self.uri, warn, then=self._open_study)
         self._ids: tuple[str, str] | None = None  # (experiment id, the study's run id)
 
     def ids(self) -> tuple[str, str] | None:
+        """(experiment id, the study's run id): the background's, once it is done; None while MLflow fails."""
         if self._ids is None:
-            self._ids = self.server.call("opening the study's run", self._open_study)
+            self._ids = self.server.first.result()
+            if self._ids is None:  # the background's attempt failed: again, unless MLflow failed just now
+                self._ids = self.server.call("opening the study's run", self._open_study)
         return self._ids
 
-    def _open_study(self) -> tuple[str, str]:
-        client = self.server.client
+    def _open_study(self, client: Any) -> tuple[str, str]:
         experiment = client.get_experiment_by_name(self.experiment)
         if experiment is None:
             try:
@@ -128,23 +147,23 @@ class MlflowTracker:
                 raise RuntimeError(f"experiment {self.experiment!r} is deleted in MLflow: restore it "
                                    "(`mlflow experiments restore`) or remove it for good (`mlflow gc`)")
             experiment_id = experiment.experiment_id
-        found = self._study_runs(experiment_id)
+        found = _study_runs(client, experiment_id)
         if not found:
             mine = client.create_run(experiment_id, run_name=self.experiment, tags={"role": "study"}).info.run_id
-            found = self._study_runs(experiment_id)
+            found = _study_runs(client, experiment_id)
             if found[0].info.run_id != mine:  # another process made one at the same moment: the oldest wins
                 client.delete_run(mine)
         elif found[0].info.status != "RUNNING":  # tuned again, or its replicas trained: running again
             client.update_run(found[0].info.run_id, status="RUNNING")
         return experiment_id, found[0].info.run_id
 
-    def _study_runs(self, experiment_id: str) -> list[Any]:
-        return list(self.server.client.search_runs(
-            [experiment_id], filter_string="tags.role = 'study'",
-            order_by=["attributes.start_time ASC", "attributes.run_id ASC"]))
-
     def start(self, name: str, hparams: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> _MlflowRun:
-        return _MlflowRun(self, name.split("/", 1)[-1], hparams, dict(tags or {}))
+        """A child run: made now when MLflow is set up (a trial killed early still has its run), else at its first
+        use (the first trial of a process does not wait for the set-up)."""
+        run = _MlflowRun(self, name.split("/", 1)[-1], hparams, dict(tags or {}))
+        if self.server.first.done():
+            run.open()
+        return run
 
     def settle(self, finished: Mapping[str, str]) -> None:
         """Runs still RUNNING whose ``key`` is in ``finished``: their process died (kill -9, preemption); the
@@ -152,49 +171,70 @@ class MlflowTracker:
         ids = self.ids()
         if ids is None or not finished:
             return
-        client = self.server.client
-        running: list[Any] = self.server.call("looking for runs left running", client.search_runs, [ids[0]],
-                                              filter_string="attributes.status = 'RUNNING'", max_results=5000) or []
+        running: list[Any] = self.server.call("looking for runs left running", lambda c: c.search_runs(
+            [ids[0]], filter_string="attributes.status = 'RUNNING'", max_results=5000)) or []
         for run in running:
-            key = str(run.data.tags.get("key"))
-            if key in finished and run.info.run_id != ids[1]:
-                self.server.call("settling a run", client.log_batch, run.info.run_id, tags=_tags({
-                    "state": finished[key], "settled": "its process stopped before the run ended; the study "
-                                                      "recorded the trial as " + finished[key]}))
-                self.server.call("settling a run", client.set_terminated, run.info.run_id, "KILLED")
+            key, run_id = str(run.data.tags.get("key")), run.info.run_id
+            if key in finished and run_id != ids[1]:
+                self._kill(run_id, finished[key])
+
+    def _kill(self, run_id: str, state: str) -> None:
+        tags = _tags({"state": state, "settled": "its process stopped before the run ended; the study recorded "
+                                                 f"the trial as {state}"})
+        self.server.call("settling a run", lambda c: c.log_batch(run_id, tags=tags))
+        self.server.call("settling a run", lambda c: c.set_terminated(run_id, "KILLED"))
 
     def finish(self, state: str) -> None:
         """The study's run ends (FINISHED, or KILLED/FAILED when the command was interrupted or failed)."""
-        if self._ids is not None:
-            self.server.call("closing the study's run", self.server.client.set_terminated, self._ids[1],
-                             STATUS.get(state, "FINISHED"))
+        ids = self.ids()
+        if ids is not None:
+            status = STATUS.get(state, "FINISHED")
+            self.server.call("closing the study's run", lambda c: c.set_terminated(ids[1], status))
 
     def study_run(self) -> dict[str, str] | None:
         ids = self.ids()
         return None if ids is None else {"uri": self.uri, "experiment_id": ids[0], "run_id": ids[1]}
 
 
+def _study_runs(client: Any, experiment_id: str) -> list[Any]:
+    return list(client.search_runs([experiment_id], filter_string="tags.role = 'study'",
+                                   order_by=["attributes.start_time ASC", "attributes.run_id ASC"]))
+
+
 class _MlflowRun:
-    """A child run of the study's run; a run MLflow could not create tracks nothing (a warning said so)."""
+    """A child run of the study's run, created by ``open`` or at its first use; a run MLflow could not create
+    tracks nothing (a warning said so)."""
 
     def __init__(self, tracker: MlflowTracker, name: str, hparams: Mapping[str, Any], tags: dict[str, str]) -> None:
-        self._server, self._id = tracker.server, None
+        self._tracker, self._server, self._name = tracker, tracker.server, name
+        self._hparams, self._tags = hparams, tags
+        self._id: str | None = None
+        self._opened = False
         self._buffer: list[Any] = []  # mlflow.entities.Metric
-        ids = tracker.ids()
-        if ids is None:
-            return
-        from mlflow.entities import Param
 
-        run = self._server.call(f"starting run {name}", self._server.client.create_run, ids[0], run_name=name,
-                                tags={PARENT_TAG: ids[1], **tags})
-        if run is not None:
-            self._id = run.info.run_id
-            params = [Param(key, _text(value)) for key, value in hparams.items()]
-            self._server.call(f"logging the parameters of {name}", self._server.client.log_batch, self._id,
-                              params=params)
+    def open(self) -> None:
+        self._run_id()
+
+    def _run_id(self) -> str | None:
+        if not self._opened:
+            self._opened = True
+            self._id = self._create()
+        return self._id
+
+    def _create(self) -> str | None:
+        ids, name, tags = self._tracker.ids(), self._name, self._tags
+        if ids is None:
+            return None
+        run = self._server.call(f"starting run {name}", lambda c: c.create_run(
+            ids[0], run_name=name, tags={PARENT_TAG: ids[1], **tags}))
+        if run is None:
+            return None
+        run_id, params = run.info.run_id, _params(self._hparams)
+        self._server.call(f"logging the parameters of {name}", lambda c: c.log_batch(run_id, params=params))
+        return str(run_id)
 
     def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None:
-        if self._id is None:
+        if self._run_id() is None:
             return
         from mlflow.entities import Metric
 
@@ -204,43 +244,48 @@ class _MlflowRun:
             self._flush()
 
     def _flush(self) -> None:
-        if self._id is None or not self._buffer:
+        run_id = self._id
+        if run_id is None or not self._buffer:
             return
         batch, self._buffer = self._buffer, []
         for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics a batch
-            self._server.call("logging metrics", self._server.client.log_batch, self._id,
-                              metrics=batch[start:start + 1000])
+            self._send(run_id, batch[start:start + 1000])
+
+    def _send(self, run_id: str, metrics: list[Any]) -> None:
+        self._server.call("logging metrics", lambda c: c.log_batch(run_id, metrics=metrics))
 
     def note(self, name: str, value: str) -> None:
-        if self._id is not None:
-            self._server.call(f"tagging {name}", self._server.client.set_tag, self._id, name, _text(value))
+        if (run_id := self._run_id()) is not None:
+            self._server.call(f"tagging {name}", lambda c: c.set_tag(run_id, name, _text(value)))
 
     def attach(self, path: Path, folder: str | None = None) -> None:
-        if self._id is not None:
-            self._server.call(f"keeping {Path(path).name}", self._server.client.log_artifact, self._id, str(path),
-                              folder)
+        if (run_id := self._run_id()) is not None:
+            self._server.call(f"keeping {Path(path).name}", lambda c: c.log_artifact(run_id, str(path), folder))
 
     def close(self, state: str = "COMPLETE") -> None:
-        if self._id is None:
+        if (run_id := self._run_id()) is None:
             return
         self._flush()
-        self._server.call("tagging the state", self._server.client.set_tag, self._id, "state", state)
-        self._server.call("ending a run", self._server.client.set_terminated, self._id, STATUS.get(state, "FAILED"))
+        self._server.call("tagging the state", lambda c: c.set_tag(run_id, "state", state))
+        self._server.call("ending a run", lambda c: c.set_terminated(run_id, STATUS.get(state, "FAILED")))
 
 
 def attach_to_study_run(where: Mapping[str, str], files: list[Path], folder: str, warn: Progress) -> bool:
     """Keep ``files`` in the study's run ``where`` (``MlflowTracker.study_run``) under ``folder``; False (after
-    a warning) if MLflow is not installed or did not take them."""
-    try:
-        server = _Server(where["uri"], warn)
-    except ImportError:
-        warn("MLflow is not installed: the report's figures stay out of the study's MLflow run")
-        return False
-    for file in files:
-        server.call(f"keeping {file.name}", server.client.log_artifact, where["run_id"], str(file), folder)
-        if not server.last_ok:
-            return False
-    return True
+    a warning) if they could not be."""
+    server = _Server(where["uri"], warn)
+    return all(_keep(server, where["run_id"], file, folder) for file in files)
+
+
+def _keep(server: _Server, run_id: str, file: Path, folder: str) -> bool:
+    server.call(f"keeping {file.name}", lambda c: c.log_artifact(run_id, str(file), folder))
+    return server.last_ok
+
+
+def _params(hparams: Mapping[str, Any]) -> list[Any]:
+    from mlflow.entities import Param
+
+    return [Param(key, _text(value)) for key, value in hparams.items()]
 
 
 def _text(value: Any) -> str:

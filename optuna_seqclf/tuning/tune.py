@@ -29,12 +29,11 @@ from optuna_seqclf.study.schema import (
     COMMAND_CONFIG_ATTR,
     DUPLICATE_ATTR,
     SELECTION_ATTR,
-    TRACKING_ATTR,
 )
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.steps import Done
 from optuna_seqclf.study.storage import load_study, local_study_lock, open_storage
-from optuna_seqclf.study.tracked import finished_runs, tracked_study
+from optuna_seqclf.study.tracked import settle_dead_runs, tracked_study
 from optuna_seqclf.tracking import DEFAULT_TRACKING, Tracker, Tracking, check_tracking, make_tracker, warning_line
 from optuna_seqclf.training.loop import Trainer, fine_tune
 from optuna_seqclf.training.model import assign_device
@@ -101,9 +100,8 @@ def tune(study_spec: StudySpec, data: DataSpec, settings: TrainSettings, space: 
     store = open_artifact_store(study_spec.artifact_store or NO_STORE)  # created once every input is known good
     if command_config is not None:
         study.set_user_attr(COMMAND_CONFIG_ATTR, command_config)
+    # made once every input is known good; MLflow sets up in the background, while the first trial starts
     tracker = make_tracker(tracking, study_spec.study_name, warn=warning_line(progress))
-    if (where := tracker.study_run()) is not None:  # made before any worker starts: they all find this one
-        study.set_user_attr(TRACKING_ATTR, where)  # for `report`, which puts its figures there
     with tracked_study(study, tracker):
         stats = _tune_alone_or_not(study, study_spec, data, settings, space, machine, prepared, tracking, tracker,
                                    progress, workers, on_step, trainer, store)
@@ -124,7 +122,7 @@ def _tune_alone_or_not(study: optuna.Study, study_spec: StudySpec, data: DataSpe
     with local_study_lock(study_spec.storage) as alone:
         if recovered := recover_interrupted(study, alone=alone):
             progress(f"Recovered {len(recovered)} interrupted trial(s) {recovered}: their points will be trained again")
-        tracker.settle(finished_runs(study))
+        settle_dead_runs(study, tracker)
         plan = StudyRecord.from_study(study).confirm_plan()
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if isinstance(next_step(study, space, plan, study_spec.max_retries), Done) and not running:
@@ -137,6 +135,7 @@ def _tune_alone_or_not(study: optuna.Study, study_spec: StudySpec, data: DataSpe
                 stats = _train_points(study, study_spec, space, settings, machine, prepared, tracker, progress,
                                       workers=1, on_step=on_step, trainer=trainer, store=store)
             else:
+                tracker.study_run()  # the study's run made before the workers start: they all find this one
                 stats = _run_workers(study, study_spec, data, space, settings, machine, tracking, progress, workers,
                                      trainer)
         stats.recovered = recovered
@@ -186,7 +185,7 @@ def _train_points(study: optuna.Study, study_spec: StudySpec, space: SearchSpace
         nonlocal trained
         trained += 1
         sweeper.sweep(study)
-        tracker.settle(finished_runs(study))  # a run another worker's death left open: its trial has moved on
+        settle_dead_runs(study, tracker)  # a run another worker's death left open: its trial has moved on
         done = sum(1 for p in point_status(study, space) if p.finished)
         eta = (time.monotonic() - started) / trained * (len(space) - done) / workers
         progress(trial_line(trial, done, len(space), eta, metric))

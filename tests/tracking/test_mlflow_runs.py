@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -145,12 +146,14 @@ def test_a_trial_killed_mid_run_is_marked_killed_and_its_retry_says_so(workdir: 
     try:
         wait_for(lambda: (states(db).count("COMPLETE") >= 1 and states(db)[-1:] == ["RUNNING"])
                  or proc.poll() is not None)
+        time.sleep(1.0)  # into the trial (a step is 0.3 s)
         assert proc.poll() is None, proc.communicate()[1]
         proc.send_signal(signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    killed = max(_runs(uri, "k").values(), key=lambda r: r.info.start_time)
+    number = str(states(db).index("RUNNING"))
+    [killed] = [r for r in _runs(uri, "k").values() if r.data.tags.get("trial") == number]
     assert killed.info.status == "RUNNING"  # as kill -9 left it
     again = subprocess.run(_tune(tiny_model, "k"), cwd=workdir, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr

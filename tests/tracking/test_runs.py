@@ -86,18 +86,18 @@ def test_a_tracking_server_that_fails_is_one_warning_then_left_alone(monkeypatch
     server = mlflow_runs._Server("http://127.0.0.1:9", warnings.append)
     calls = []
 
-    def refused(*args: Any) -> None:
-        calls.append(args)
+    def refused(client: Any) -> None:
+        calls.append(client)
         raise ConnectionError("connection refused")
 
-    assert server.call("logging metrics", refused, 1) is None and not server.last_ok
-    assert server.call("logging metrics", refused, 2) is None  # not even tried: left alone for RETRY_S
-    assert calls == [(1,)] and len(warnings) == 1
-    assert warnings[0] == ("MLflow at http://127.0.0.1:9: logging metrics failed (ConnectionError: connection "
-                           "refused); the study goes on, with MLflow left alone for 60 s")
+    assert server.call("logging metrics", refused) is None and not server.last_ok
+    assert server.call("logging metrics", refused) is None  # not even tried: left alone for RETRY_S
+    assert len(calls) == 1 and type(calls[0]).__name__ == "MlflowClient"
+    assert warnings == ["MLflow at http://127.0.0.1:9: logging metrics failed (ConnectionError: connection "
+                        "refused); the study goes on, with MLflow left alone for 60 s"]
     now = mlflow_runs.time.monotonic()
     monkeypatch.setattr(mlflow_runs.time, "monotonic", lambda: now + mlflow_runs.RETRY_S + 1)
-    assert server.call("logging metrics", lambda: "back") == "back" and server.last_ok  # tried again, and it works
+    assert server.call("logging metrics", lambda client: "back") == "back" and server.last_ok  # tried again: works
 
 
 def test_mlflow_values_are_strings_within_its_limit() -> None:
