@@ -32,7 +32,8 @@ def one_study(args: argparse.Namespace, tracker: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "optuna_seqclf", "tune", str(_common.SST2_2K), "--model", _common.minilm(),
                "--study-name", "overhead", "--batch-sizes", args.batch_sizes, "--learning-rates",
-               args.learning_rates, "--epochs", args.epochs, "--quiet", "--tracker", tracker]
+               args.learning_rates, "--epochs", args.epochs, "--quiet", "--tracker", tracker,
+               "--pruner", "none", "--confirm-top", "0"]  # the grid alone, as P2 has always measured it
         started = time.perf_counter()
         subprocess.run(cmd, cwd=tmp, check=True, stdout=subprocess.DEVNULL)
         wall = time.perf_counter() - started

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from optuna_seqclf.settings import HParams
 from optuna_seqclf.study.queue import claimed_point, confirm_seed_of
 from optuna_seqclf.study.schema import DUPLICATE_ATTR, INFEASIBLE_ATTR, TRACKING_ATTR
-from optuna_seqclf.tracking import Tracker
+from optuna_seqclf.tracking import NullTracker, Tracker
 
 
 def failed_runs(study: optuna.Study) -> dict[str, str]:
@@ -40,6 +40,9 @@ def tracked_study(study: optuna.Study, tracker: Tracker) -> Iterator[None]:
     """Around a command's work on ``study``: runs left open by dead processes settled at the end, and the study's
     own run ended with how the work ended (interrupted, failed, done), unless other processes still train
     trials of it (the last one to stop ends it)."""
+    if isinstance(tracker, NullTracker):  # nothing to keep in step: not even a read of the study
+        yield
+        return
     state = "INTERRUPTED"
     try:
         yield
@@ -48,8 +51,14 @@ def tracked_study(study: optuna.Study, tracker: Tracker) -> Iterator[None]:
         state = "FAIL"
         raise
     finally:
-        settle_dead_runs(study, tracker)
-        if (where := tracker.study_run()) is not None:
-            study.set_user_attr(TRACKING_ATTR, where)  # for `report`, which puts its figures there
-        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            tracker.finish(state)
+        # an error on the way out (the storage gone too) must not hide the one that ended the work
+        with contextlib.suppress(Exception) if state != "COMPLETE" else contextlib.nullcontext():
+            _end(study, tracker, state)
+
+
+def _end(study: optuna.Study, tracker: Tracker, state: str) -> None:
+    settle_dead_runs(study, tracker)
+    if (where := tracker.study_run()) is not None:
+        study.set_user_attr(TRACKING_ATTR, where)  # for `report`, which puts its figures there
+    if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tracker.finish(state)

@@ -47,13 +47,13 @@ def _steps(uri: str, run: Any, key: str) -> list[int]:
 def test_a_study_is_a_parent_run_with_trials_and_replicas_nested(workdir: Path, tiny_model: Path) -> None:
     args = ["run", str(EXAMPLE_DATA), "--model", str(tiny_model), "--study-name", "ml", "--batch-sizes", "8",
             "--learning-rates", "1e-3,1e-4", "--epochs", "2", "--seeds", "1,2", "--output-dir", "out",
-            "--tracker", "mlflow", *REFERENCE_JOB]
+            "--tracker", "mlflow", "--pruner", "none", "--confirm-top", "1", "--confirm-seeds", "1"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     uri = f"sqlite:///{workdir / 'mlflow.db'}"  # the default: a SQLite database where the command ran
     assert not (workdir / "logs").exists()  # Aim was not asked for
     runs = _runs(uri, "ml")
-    assert set(runs) == {"ml", "trial-0", "trial-1", "replica-seed1", "replica-seed2", "ensemble"}
+    assert set(runs) == {"ml", "trial-0", "trial-1", "trial-2", "replica-seed1", "replica-seed2", "ensemble"}
     parent = runs["ml"]
     assert parent.data.tags["role"] == "study" and parent.info.status == "FINISHED"
     children = [r for name, r in runs.items() if name != "ml"]
@@ -69,6 +69,8 @@ def test_a_study_is_a_parent_run_with_trials_and_replicas_nested(workdir: Path, 
     # the tiny model learns nothing: a failed run, and MLflow says so
     assert "majority class" in trial.data.tags["failed_run"] or "one class" in trial.data.tags["failed_run"]
     assert "dev_mcc" in trial.data.metrics  # the final dev metrics not tracked per epoch
+    confirm = runs["trial-2"]  # the confirmation stage's run: the best point again with seed 2
+    assert confirm.data.tags["stage"] == "confirm" and confirm.data.params["seed"] == "2"
     replica = runs["replica-seed2"]
     assert replica.data.params["seed"] == "2" and replica.data.tags["role"] == "replica"
     assert "test_f1" in replica.data.metrics and "dev_f1" in replica.data.metrics
