@@ -168,7 +168,7 @@ def check_tracking(tracking: Tracking | None) -> None:
         return
     check_log_dir(tracking.aim)
     if tracking.mlflow is not None:
-        from optuna_seqclf.tracking.mlflow_runs import check_mlflow
+        from optuna_seqclf.tracking.mlflow_server import check_mlflow
 
         check_mlflow(tracking.mlflow)
 
@@ -204,7 +204,7 @@ def _aim(log_dir: Path, experiment: str) -> list[Tracker]:
 def keep_in_study_run(where: Mapping[str, str], files: list[Path], folder: str, warn: Progress) -> bool:
     """Keep ``files`` in the study's MLflow run ``where`` (``Tracker.study_run``) under ``folder``; False, after a
     warning, when they could not be."""
-    from optuna_seqclf.tracking.mlflow_runs import attach_to_study_run
+    from optuna_seqclf.tracking.mlflow_server import attach_to_study_run
 
     return attach_to_study_run(where, files, folder, warn)
 
