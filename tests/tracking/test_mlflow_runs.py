@@ -269,3 +269,14 @@ def test_workers_log_to_one_tracking_server_on_postgresql_which_may_go_away(work
     finally:
         if server.proc.poll() is None:
             server.stop()
+
+
+@pytest.mark.slow
+def test_local_workers_share_the_default_sqlite_database(workdir: Path, tiny_model: Path) -> None:
+    tuned = subprocess.run(_tune(tiny_model, "local", "--workers", "2"), cwd=workdir, capture_output=True, text=True,
+                           timeout=300)
+    assert tuned.returncode == 0, tuned.stderr
+    assert "warning" not in tuned.stderr and "locked" not in tuned.stderr
+    runs = _runs(f"sqlite:///{workdir / 'mlflow.db'}", "local")
+    assert sorted(runs) == ["local", "trial-0", "trial-1", "trial-2", "trial-3"]
+    assert {r.info.status for r in runs.values()} == {"FINISHED"}
