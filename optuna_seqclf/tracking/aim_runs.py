@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from optuna_seqclf.errors import TrackingError, first_line
+from optuna_seqclf.tracking.base import NoStudyRun
 
 _log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ class _AimRun:
             _log.warning("Aim run %s saved but not indexed (%s); `aim up` will index it", run_hash, exc)
 
 
-class AimTracker:
+class AimTracker(NoStudyRun):  # Aim has no parent runs: the study is the experiment
     """Aim runs in the repo at ``log_dir`` under experiment ``experiment``.
 
     Aim takes ~1.3 s to set up a new repo (its database migrations run in a child process). That starts
@@ -83,16 +84,6 @@ class AimTracker:
 
     def start(self, name: str, hparams: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> _AimRun:
         return _AimRun(self, name, hparams, tags or {})
-
-    # Aim has no study run: nothing to settle, finish or point at
-    def settle(self, finished: Mapping[str, str]) -> None:
-        pass
-
-    def finish(self, state: str) -> None:
-        pass
-
-    def study_run(self) -> dict[str, str] | None:
-        return None
 
     def open_run(self, name: str, hparams: Mapping[str, Any]) -> Any:
         """A new ``aim.Run`` (once the repo exists), named and with its hyperparameters set."""

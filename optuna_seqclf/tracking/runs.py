@@ -14,10 +14,11 @@ import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from optuna_seqclf.errors import ConfigError
 from optuna_seqclf.hooks import LogHook, Progress, silent
+from optuna_seqclf.tracking.base import NoStudyRun, TrackedRun, Tracker
 
 TRACKERS = ("aim", "mlflow")
 DEFAULT_MLFLOW_URI = "sqlite:///mlflow.db"  # a real database beside the studies, not MLflow's deprecated file store
@@ -52,28 +53,6 @@ class Tracking:
 DEFAULT_TRACKING = Tracking()  # Aim in logs/, as the reference tracks
 
 
-class TrackedRun(Protocol):
-    def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None: ...
-
-    def note(self, name: str, value: str) -> None: ...  # a tag (Aim: an attribute beside the hparams)
-
-    def attach(self, path: Path, folder: str | None = None) -> None: ...  # a file kept with the run
-
-    def close(self, state: str = "COMPLETE") -> None: ...  # one of RUN_STATES
-
-
-class Tracker(Protocol):
-    def start(self, name: str, hparams: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> TrackedRun: ...
-
-    def settle(self, finished: Mapping[str, str]) -> None:
-        """Close the runs left open by processes that died, whose ``key`` tag is in ``finished`` (run key ->
-        the state the study gave them)."""
-
-    def finish(self, state: str) -> None: ...  # the study's own run, when nothing else runs in it
-
-    def study_run(self) -> dict[str, str] | None: ...  # where the study's run is, for the report (MLflow)
-
-
 class _NullRun:
     def track(self, name: str, value: float, *, step: int, subset: str, epoch: float | None = None) -> None:
         pass
@@ -88,20 +67,11 @@ class _NullRun:
         pass
 
 
-class NullTracker:
+class NullTracker(NoStudyRun):
     """Tracks nothing (``--tracker none``, or Aim not installed)."""
 
     def start(self, name: str, hparams: Mapping[str, Any], tags: Mapping[str, str] | None = None) -> TrackedRun:
         return _NullRun()
-
-    def settle(self, finished: Mapping[str, str]) -> None:
-        pass
-
-    def finish(self, state: str) -> None:
-        pass
-
-    def study_run(self) -> dict[str, str] | None:
-        return None
 
 
 class _Runs:
