@@ -166,3 +166,18 @@ def test_tests_mirror_the_package() -> None:
                and not (ROOT / "tests" / Path(*name.split(".")[:-1]) / f"test_{name.split('.')[-1]}.py").exists()]
     assert missing == []
     assert Path(ROOT / "tests" / "e2e").is_dir()
+
+
+def test_each_tracker_is_imported_by_its_own_module_only() -> None:
+    """Aim by ``tracking.aim_runs``, MLflow by ``tracking.mlflow_server`` and ``tracking.mlflow_runs``; nothing
+    else of ours imports them (wherever the import stands)."""
+    owners = {"aim": {"tracking.aim_runs"}, "mlflow": {"tracking.mlflow_server", "tracking.mlflow_runs"}}
+    found: dict[str, set[str]] = {name: set() for name in owners}
+    for module, tree in _modules_cache().items():
+        for node in ast.walk(tree):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+            for name in names:
+                if name.split(".")[0] in found:
+                    found[name.split(".")[0]].add(module)
+    assert found == owners

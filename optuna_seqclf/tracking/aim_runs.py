@@ -97,6 +97,14 @@ class AimTracker(NoStudyRun):  # Aim has no parent runs: the study is the experi
         return run
 
 
+def aim_installed() -> bool:
+    try:
+        import aim  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _in_background(work: Callable[[Path], None], path: Path) -> Future[None]:
     """``work(path)`` in a thread of its own; the future holds its outcome. Not a daemon: an exit waits
     for it, so a repo is never left half set up."""

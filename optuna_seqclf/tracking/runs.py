@@ -1,6 +1,6 @@
 """What the rest of the package sees of tracking: ``Tracking`` (where runs go), the ``Tracker`` and ``TrackedRun``
-protocols, and ``make_tracker``. Aim (``aim_runs``) and MLflow (``mlflow_runs``) are imported only by this
-package, and only when asked for.
+protocols (``base``), and ``make_tracker``. Aim (``aim_runs``) and MLflow (``mlflow_server``, ``mlflow_runs``) are
+imported only by this package, and only when asked for.
 
 A run's life: ``start`` (its parameters, and tags such as ``stage`` or ``retry_of``), ``track`` (a metric at a
 step: per epoch on dev, per logging step on train), ``note`` (a tag: ``failed_run``, ``pruned_after``),
@@ -159,15 +159,13 @@ def make_tracker(tracking: Tracking | None, experiment: str, warn: Progress | No
 
 
 def _aim(log_dir: Path, experiment: str) -> list[Tracker]:
+    from optuna_seqclf.tracking.aim_runs import AimTracker, aim_installed
+
     check_log_dir(log_dir)
-    try:
-        import aim  # noqa: F401
-    except ImportError:
+    if not aim_installed():
         warnings.warn("aim is not installed (it has no wheel for this Python): tracking is off",
                       stacklevel=3)
         return []
-    from optuna_seqclf.tracking.aim_runs import AimTracker
-
     return [AimTracker(log_dir, experiment)]
 
 
