@@ -142,11 +142,11 @@ def test_a_trial_killed_mid_run_is_marked_killed_and_its_retry_says_so(workdir: 
     the retry, and marks the dead one KILLED (its state in the study: FAIL), so nothing is left RUNNING."""
     db = workdir / "studies" / "k.db"
     proc = subprocess.Popen(_tune(tiny_model, "k"), cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, env={**os.environ, "SCRIPTED_STEP_S": "0.3"})
+                            text=True, env={**os.environ, "SCRIPTED_STEP_S": "0.15"})
     try:
         wait_for(lambda: (states(db).count("COMPLETE") >= 1 and states(db)[-1:] == ["RUNNING"])
                  or proc.poll() is not None)
-        time.sleep(1.0)  # into the trial (a step is 0.3 s)
+        time.sleep(0.6)  # into the trial (a step is 0.15 s)
         assert proc.poll() is None, proc.communicate()[1]
         proc.send_signal(signal.SIGKILL)
     finally:
