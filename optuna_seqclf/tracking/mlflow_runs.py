@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from optuna_seqclf.errors import redact
 from optuna_seqclf.hooks import Progress
 from optuna_seqclf.tracking.mlflow_server import MlflowServer, absolute_uri
 
@@ -106,7 +107,8 @@ class MlflowTracker:
 
     def study_run(self) -> dict[str, str] | None:
         ids = self.ids()
-        return None if ids is None else {"uri": self.uri, "experiment_id": ids[0], "run_id": ids[1]}
+        # kept on the study (which optuna-dashboard shows): without a password
+        return None if ids is None else {"uri": redact(self.uri), "experiment_id": ids[0], "run_id": ids[1]}
 
 
 def _study_runs(client: Any, experiment_id: str) -> list[Any]:

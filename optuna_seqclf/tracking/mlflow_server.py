@@ -17,10 +17,12 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, TypeVar
 
-from optuna_seqclf.errors import ConfigError, first_line
+from optuna_seqclf.errors import ConfigError, first_line, redact
 from optuna_seqclf.hooks import Progress
 
 RETRY_S = 60.0  # after a failed call, how long MLflow is left alone before the next try
+DATABASES = frozenset({"postgresql", "mysql", "mssql"})  # checked by connecting (SQLite: its folder)
+OTHER_STORES = frozenset({"file", "databricks", "databricks-uc", "uc"})  # MLflow's own; not checked here
 _T = TypeVar("_T")
 
 
@@ -36,9 +38,33 @@ def check_mlflow(uri: str) -> None:
         while not folder.exists() and folder != folder.parent:
             folder = folder.parent
         if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"mlflow_uri {uri}: {folder} is not a writable folder", "mlflow_uri")
+            raise ConfigError(f"mlflow_uri {redact(uri)}: {folder} is not a writable folder", "mlflow_uri")
     elif uri.startswith(("http://", "https://")):
         _check_server(uri)
+    elif _scheme(uri) in DATABASES:
+        _check_database(uri)
+    elif _scheme(uri) and _scheme(uri) not in OTHER_STORES:
+        raise ConfigError(f"mlflow_uri {redact(uri)}: MLflow keeps no runs at {_scheme(uri)}:// URIs; give a database "
+                          "(sqlite:///mlflow.db, postgresql://...) or a tracking server (http://HOST:PORT)",
+                          "mlflow_uri")
+
+
+def _scheme(uri: str) -> str:
+    """``postgresql`` for ``postgresql+psycopg://...``; ``databricks`` for ``databricks`` and ``databricks://p``."""
+    if uri.split(":", 1)[0] in OTHER_STORES:
+        return uri.split(":", 1)[0]
+    return uri.split("://", 1)[0].split("+", 1)[0].lower() if "://" in uri else ""
+
+
+def _check_database(uri: str) -> None:
+    """A connection to the database, closed at once: nothing is written (MLflow makes its tables later)."""
+    import sqlalchemy
+
+    try:
+        sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool).connect().close()
+    except Exception as exc:
+        raise ConfigError(f"mlflow_uri {redact(uri)}: cannot connect ({type(exc).__name__}: {first_line(exc)[:200]})",
+                          "mlflow_uri") from None
 
 
 def _check_server(uri: str) -> None:
@@ -50,7 +76,7 @@ def _check_server(uri: str) -> None:
         return
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ConfigError(f"mlflow_uri {uri}: no MLflow tracking server answers there ({reason}); start one "
+        raise ConfigError(f"mlflow_uri {redact(uri)}: no MLflow tracking server answers there ({reason}); start one "
                           "(`mlflow server --backend-store-uri sqlite:///mlflow.db`) or give another URI",
                           "mlflow_uri") from None
 
@@ -83,7 +109,7 @@ class MlflowServer:
             self._client.set_result(MlflowClient(tracking_uri=self.uri))
         except Exception as exc:
             self._client.set_result(None)
-            self._warn(f"MLflow at {self.uri}: no client ({type(exc).__name__}: {first_line(exc)[:200]}); "
+            self._warn(f"MLflow at {redact(self.uri)}: no client ({type(exc).__name__}: {first_line(exc)[:200]}); "
                        "the study goes on without MLflow")
         self.first.set_result(self.call("opening the study's run", then) if then is not None else None)
 
@@ -99,7 +125,7 @@ class MlflowServer:
             return result
         except Exception as exc:
             self._down_until = time.monotonic() + RETRY_S
-            self._warn(f"MLflow at {self.uri}: {what} failed ({type(exc).__name__}: {first_line(exc)[:200]}); "
+            self._warn(f"MLflow at {redact(self.uri)}: {what} failed ({type(exc).__name__}: {first_line(exc)[:200]}); "
                        f"the study goes on, with MLflow left alone for {RETRY_S:.0f} s")
             return None
 
@@ -107,7 +133,13 @@ class MlflowServer:
 def attach_to_study_run(where: Mapping[str, str], files: list[Path], folder: str, warn: Progress) -> bool:
     """Keep ``files`` in the study's run ``where`` (``MlflowTracker.study_run``) under ``folder``; False (after
     a warning) if they could not be."""
-    server = MlflowServer(where["uri"], warn)
+    uri = where["uri"]
+    if ":***@" in uri:  # the study keeps its URI without the password: the environment's, if it gives one
+        uri = os.environ.get("MLFLOW_TRACKING_URI", "")
+        if not uri:
+            warn(f"MLflow at {where['uri']}: set MLFLOW_TRACKING_URI (with the password) to keep the report there")
+            return False
+    server = MlflowServer(uri, warn)
     return all(_keep(server, where["run_id"], file, folder) for file in files)
 
 

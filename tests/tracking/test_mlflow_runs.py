@@ -105,6 +105,10 @@ def test_aim_and_mlflow_together_and_the_uri_from_the_environment(workdir: Path,
     (["--tracker", "mlflow", "--mlflow-uri", "http://127.0.0.1:{port}"], "--mlflow-uri http://127.0.0.1:{port}: no "
      "MLflow tracking server answers there"),
     (["--tracker", "mlflow", "--mlflow-uri", "sqlite:///notes.txt/mlflow.db"], "notes.txt is not a writable folder"),
+    (["--tracker", "mlflow", "--mlflow-uri", "postgresql+psycopg://me:secret@127.0.0.1:{port}/runs"],
+     "--mlflow-uri postgresql+psycopg://me:***@127.0.0.1:{port}/runs: cannot connect (OperationalError: "),
+    (["--tracker", "mlflow", "--mlflow-uri", "ftp://host/runs"], "--mlflow-uri ftp://host/runs: MLflow keeps no "
+     "runs at ftp:// URIs"),
 ])
 def test_bad_tracking_options_are_one_line_errors_before_anything_is_written(workdir: Path, tiny_model: Path,
                                                                            args: list[str], message: str) -> None:
@@ -115,6 +119,7 @@ def test_bad_tracking_options_are_one_line_errors_before_anything_is_written(wor
                                       *[a.format(port=port) for a in args]])
     assert result.exit_code == 2, result.output
     assert message.format(port=port) in result.output and "Traceback" not in result.output
+    assert "secret" not in result.output  # a password in the URI is never shown
     assert [line for line in result.output.splitlines() if line.startswith("Error")] == \
         [result.output.strip().splitlines()[-1]]  # one line, after click's usage lines
     assert sorted(p.name for p in workdir.iterdir()) == ["notes.txt"]
