@@ -50,7 +50,7 @@ def configure_process(threads: int | None = None, workers: int = 1, *, quiet: bo
 def fail_fast_tracking() -> None:
     """A tracking server that stops answering costs a trial seconds, not minutes. MLflow's HTTP client retries a
     failed call 7 times with a backoff doubling from 2 s: 246 s against a closed port, measured; with 2 retries
-    from 1 s, 2.6 s (``tracking.mlflow_runs`` then leaves the server alone for a minute). Only where the user's
+    from 1 s, 2.6 s (``tracking.mlflow_server`` then leaves the server alone for a minute). Only where the user's
     environment has not set them; worker processes inherit them."""
     for name, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1"),
                         ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")):

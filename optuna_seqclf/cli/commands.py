@@ -70,10 +70,7 @@ def _machine(p: dict[str, Any]) -> MachineSettings:
 def _tracking(p: dict[str, Any]) -> Tracking | None:
     """Where the command's runs are tracked: ``--tracker`` (``--no-track``: nowhere), ``--log-dir``,
     ``--mlflow-uri``."""
-    if p["no_track"]:
-        return None
-    tracking = Tracking.of(p["tracker"], p["log_dir"], p["mlflow_uri"])
-    return None if tracking.aim is None and tracking.mlflow is None else tracking
+    return None if p["no_track"] else Tracking.of(p["tracker"], p["log_dir"], p["mlflow_uri"])
 
 
 def _command_config() -> str:
@@ -240,8 +237,8 @@ def run(data_dir: Path, model: str | None, tokenizer: str | None, study_name: st
     spec, data, settings, space, machine = _tuning_inputs(click.get_current_context().params)
     console = Console(quiet)
     result = run_all(spec, data, settings, output_dir, space, seeds, machine=machine,
-                     tracking=_tracking(click.get_current_context().params),
-                            accept_changes=accept_changes, workers=workers,
+                     tracking=_tracking(click.get_current_context().params), accept_changes=accept_changes,
+                     workers=workers,
                      progress=console.progress, on_tuned=lambda tuned: _print_tune_result(tuned, settings.model),
                      on_step=console.step_hook, replace_failed=replace_failed, command_config=_command_config(),
                      **_injected())

@@ -83,6 +83,8 @@ class ReplicaJob:
         """Each seed's replica into its folder, in order; one that is complete already is read, not trained.
         With ``replace_failed``, a failed run adds the next unused seed (at most ``len(seeds)`` more)."""
         results, queue, spare = [], list(seeds), len(seeds) if replace_failed else 0
+        # the runs a killed `train` left open on these folders end first
+        self.tracker.settle({replica_key(folder(seed)): "INTERRUPTED" for seed in seeds})
         with gated_interrupts() as gate:
             while queue:
                 seed = queue.pop(0)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna_seqclf.errors import OutputError, StudyError
 from optuna_seqclf.hooks import Progress, StepHook, silent
-from optuna_seqclf.replicas.job import ReplicaJob, replica_key
+from optuna_seqclf.replicas.job import ReplicaJob
 from optuna_seqclf.replicas.results import ReplicaResult, ReplicasResult, origin_line, summary_json
 from optuna_seqclf.settings import DEFAULT_SEEDS, HParams, MachineSettings
 from optuna_seqclf.study.artifacts import kept_by_seed, reading_store
@@ -78,19 +78,19 @@ def train_replicas(study_name: str, storage_url: str, output_dir: Path, seeds: S
     store, no_store = reading_store(artifact_store or record.artifact_store, given=artifact_store is not None)
     prepared = prepared or prepare(data, settings, machine)
     progress(_best_line(study_name, selection, len(seeds), output_dir))
-    tracker, task = make_tracker(tracking, study_name, warn=warning_line(progress)), settings.task
+    tracker = make_tracker(tracking, study_name, warn=warning_line(progress))
     job = ReplicaJob(prepared, settings, machine, hp, record.task_name, tracker, study_name,
                      trainer, _kept_weights(study, hp, no_store, progress), store)
 
     def folder(seed: int) -> Path:
         return output_dir / replica_dir_name(record.config_name, record.task_name, hp, settings.epochs_label, seed)
 
-    tracker.settle({replica_key(folder(seed)): "INTERRUPTED" for seed in seeds})  # runs a killed `train` left open
     with tracked_study(study, tracker):
         results = job.train_all(list(seeds), folder, progress, on_step, replace_failed)
         progress(origin_line(results))
         kept = [r for r in results if r.failed_run is None] or results
         ensemble = job.score_ensemble({r.seed: Path(r.path) for r in kept})
+    task = settings.task
     progress(f"ensemble of seeds {','.join(str(r.seed) for r in kept)}: {headline_scores(task, ensemble.scores)}")
     summary, summary_all = _summaries(results, kept, task)
     out = ReplicasResult(study_name, hp, best.value, output_dir, results, summary, ensemble, summary_all)

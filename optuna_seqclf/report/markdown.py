@@ -22,7 +22,7 @@ from optuna_seqclf.study.schema import COMMAND_CONFIG_ATTR, DEV_CLASS_F1_ATTR, R
 from optuna_seqclf.study.selection import Selection, select
 from optuna_seqclf.study.storage import load_study, open_storage
 from optuna_seqclf.summary import Summary
-from optuna_seqclf.tracking import keep_in_study_run
+from optuna_seqclf.tracking.mlflow_server import attach_to_study_run
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def write_report(study_name: str, storage_url: str, output_dir: Path, warn: Prog
     except OSError as exc:
         raise OutputError(f"{output_dir}: report cannot be written ({exc.strerror or exc})") from None
     where = study.user_attrs.get(TRACKING_ATTR)
-    if where is None or not keep_in_study_run(where, [markdown, *figures], "report", warn):
+    if where is None or not attach_to_study_run(where, [markdown, *figures], "report", warn):
         return Report(markdown, figures)
     return Report(markdown, figures, f"{where['run_id']} ({where['uri']})")
 

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from optuna_seqclf.settings import HParams
 from optuna_seqclf.study.queue import claimed_point, confirm_seed_of
 from optuna_seqclf.study.schema import DUPLICATE_ATTR, INFEASIBLE_ATTR, TRACKING_ATTR
-from optuna_seqclf.tracking import NullTracker, Tracker
+from optuna_seqclf.tracking import NoStudyRun, Tracker
 
 
 def failed_runs(study: optuna.Study) -> dict[str, str]:
@@ -23,8 +23,9 @@ def failed_runs(study: optuna.Study) -> dict[str, str]:
 
 
 def settle_dead_runs(study: optuna.Study, tracker: Tracker) -> None:
-    """Close the runs of trials whose process died (nothing to ask a tracker when no trial failed)."""
-    if failed := failed_runs(study):
+    """Close the runs of trials whose process died (nothing to ask a tracker when no trial failed, nor one that
+    keeps no run of the study: not even a read of the study)."""
+    if not isinstance(tracker, NoStudyRun) and (failed := failed_runs(study)):
         tracker.settle(failed)
 
 
@@ -40,7 +41,7 @@ def tracked_study(study: optuna.Study, tracker: Tracker) -> Iterator[None]:
     """Around a command's work on ``study``: runs left open by dead processes settled at the end, and the study's
     own run ended with how the work ended (interrupted, failed, done), unless other processes still train
     trials of it (the last one to stop ends it)."""
-    if isinstance(tracker, NullTracker):  # nothing to keep in step: not even a read of the study
+    if isinstance(tracker, NoStudyRun):  # Aim, or nothing: no run of the study to keep in step, no read of it
         yield
         return
     state = "INTERRUPTED"

@@ -27,6 +27,7 @@ STATUS = {"COMPLETE": "FINISHED", "PRUNED": "FINISHED", "FAIL": "FAILED", "INFEA
           "INTERRUPTED": "KILLED"}
 SUBSET_PREFIX = {"eval": "dev", "train": "train", "test": "test"}  # metric keys: dev_f1, train_loss, test_f1
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a parameter's value
+BUFFERED = 500  # training steps' metrics sent at once at most: under MLflow's 1000 a batch
 
 
 class MlflowTracker:
@@ -89,14 +90,9 @@ class MlflowTracker:
             [ids[0]], filter_string="attributes.status = 'RUNNING'", max_results=5000)) or []
         for run in running:
             key, run_id = str(run.data.tags.get("key")), run.info.run_id
-            if key in finished and run_id != ids[1]:
-                self._kill(run_id, finished[key])
-
-    def _kill(self, run_id: str, state: str) -> None:
-        tags = _tags({"state": state, "settled": "its process stopped before the run ended; the study recorded "
-                                                 f"the trial as {state}"})
-        self.server.call("settling a run", lambda c: c.log_batch(run_id, tags=tags))
-        self.server.call("settling a run", lambda c: c.set_terminated(run_id, "KILLED"))
+            if key in finished:  # the study's own run has no key
+                _end(self.server, run_id, {"state": finished[key], "settled": "its process stopped before the run "
+                                           f"ended; the study recorded the trial as {finished[key]}"}, "KILLED")
 
     def finish(self, state: str) -> None:
         """The study's run ends (FINISHED, or KILLED/FAILED when the command was interrupted or failed)."""
@@ -155,18 +151,14 @@ class _MlflowRun:
 
         key = f"{SUBSET_PREFIX.get(subset, subset)}_{name}"
         self._buffer.append(Metric(key, float(value), int(time.time() * 1000), int(step)))
-        if subset != "train" or len(self._buffer) >= 500:  # train steps wait for the next evaluation
+        if subset != "train" or len(self._buffer) >= BUFFERED:  # train steps wait for the next evaluation
             self._flush()
 
     def _flush(self) -> None:
-        run_id = self._id
-        if run_id is None or not self._buffer:
+        run_id, metrics = self._id, self._buffer
+        if run_id is None or not metrics:
             return
-        batch, self._buffer = self._buffer, []
-        for start in range(0, len(batch), 1000):  # MLflow takes at most 1000 metrics a batch
-            self._send(run_id, batch[start:start + 1000])
-
-    def _send(self, run_id: str, metrics: list[Any]) -> None:
+        self._buffer = []
         self._server.call("logging metrics", lambda c: c.log_batch(run_id, metrics=metrics))
 
     def note(self, name: str, value: str) -> None:
@@ -181,8 +173,14 @@ class _MlflowRun:
         if (run_id := self._run_id()) is None:
             return
         self._flush()
-        self._server.call("tagging the state", lambda c: c.set_tag(run_id, "state", state))
-        self._server.call("ending a run", lambda c: c.set_terminated(run_id, STATUS.get(state, "FAILED")))
+        _end(self._server, run_id, {"state": state}, STATUS.get(state, "FAILED"))
+
+
+def _end(server: MlflowServer, run_id: str, tags: Mapping[str, str], status: str) -> None:
+    """A run's last tags (its state), then its end with MLflow's ``status``."""
+    batch = _tags(tags)
+    server.call("tagging how a run ended", lambda c: c.log_batch(run_id, tags=batch))
+    server.call("ending a run", lambda c: c.set_terminated(run_id, status))
 
 
 def _params(hparams: Mapping[str, Any]) -> list[Any]:

@@ -21,25 +21,20 @@ from optuna_seqclf.errors import ConfigError, first_line, redact
 from optuna_seqclf.hooks import Progress
 
 RETRY_S = 60.0  # after a failed call, how long MLflow is left alone before the next try
-DATABASES = frozenset({"postgresql", "mysql", "mssql"})  # checked by connecting (SQLite: its folder)
-OTHER_STORES = frozenset({"file", "databricks", "databricks-uc", "uc"})  # MLflow's own; not checked here
+DATABASES = frozenset({"postgresql", "mysql", "mssql"})  # checked by connecting
+# MLflow's other stores, not checked here (a SQLite database's folder: ``runs.check_tracking``, as Aim's folder)
+OTHER_STORES = frozenset({"sqlite", "file", "databricks", "databricks-uc", "uc"})
 _T = TypeVar("_T")
 
 
 def check_mlflow(uri: str) -> None:
-    """MLflow importable, and ``uri`` usable: a SQLite file's folder writable, a server answering."""
+    """MLflow importable, and ``uri`` a store it has: a server answering, a database connected to."""
     try:
         import mlflow  # noqa: F401
     except ImportError:
         raise ConfigError("tracker mlflow: MLflow is not installed; pip install 'optuna-seqclf[mlflow]'",
                           "tracker") from None
-    if uri.startswith("sqlite:///"):
-        folder = Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-            raise ConfigError(f"mlflow_uri {redact(uri)}: {folder} is not a writable folder", "mlflow_uri")
-    elif uri.startswith(("http://", "https://")):
+    if uri.startswith(("http://", "https://")):
         _check_server(uri)
     elif _scheme(uri) in DATABASES:
         _check_database(uri)

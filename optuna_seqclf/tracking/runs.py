@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from optuna_seqclf.errors import ConfigError
+from optuna_seqclf.errors import ConfigError, redact
 from optuna_seqclf.hooks import LogHook, Progress, silent
 from optuna_seqclf.tracking.base import NoStudyRun, TrackedRun, Tracker
 
@@ -118,13 +118,16 @@ class Trackers:
         return next((where for t in self._trackers if (where := t.study_run()) is not None), None)
 
 
+def _nearest_existing(path: Path) -> Path:
+    """``path``, or the nearest of its parents that exists: the folder it would be made in."""
+    return next((p for p in (path, *path.parents) if p.exists()), path)
+
+
 def check_log_dir(log_dir: Path | None) -> None:
     """Refuse, before any training, a log folder that is a file or sits in one that cannot be written."""
     if log_dir is None:
         return
-    existing = Path(log_dir)
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = _nearest_existing(Path(log_dir))
     if not existing.is_dir():
         raise ConfigError(f"log_dir {log_dir}: {existing} is a file, not a folder", "log_dir")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -141,6 +144,15 @@ def check_tracking(tracking: Tracking | None) -> None:
         from optuna_seqclf.tracking.mlflow_server import check_mlflow
 
         check_mlflow(tracking.mlflow)
+        _check_sqlite_folder(tracking.mlflow)
+
+
+def _check_sqlite_folder(uri: str) -> None:
+    """A SQLite database's folder, as the Aim folder: one that is, or can be made, and written."""
+    if uri.startswith("sqlite:///"):
+        folder = _nearest_existing(Path(uri.removeprefix("sqlite:///")).expanduser().resolve().parent)
+        if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+            raise ConfigError(f"mlflow_uri {redact(uri)}: {folder} is not a writable folder", "mlflow_uri")
 
 
 def make_tracker(tracking: Tracking | None, experiment: str, warn: Progress | None = None) -> Tracker:
@@ -161,20 +173,11 @@ def make_tracker(tracking: Tracking | None, experiment: str, warn: Progress | No
 def _aim(log_dir: Path, experiment: str) -> list[Tracker]:
     from optuna_seqclf.tracking.aim_runs import AimTracker, aim_installed
 
-    check_log_dir(log_dir)
     if not aim_installed():
         warnings.warn("aim is not installed (it has no wheel for this Python): tracking is off",
                       stacklevel=3)
         return []
     return [AimTracker(log_dir, experiment)]
-
-
-def keep_in_study_run(where: Mapping[str, str], files: list[Path], folder: str, warn: Progress) -> bool:
-    """Keep ``files`` in the study's MLflow run ``where`` (``Tracker.study_run``) under ``folder``; False, after a
-    warning, when they could not be."""
-    from optuna_seqclf.tracking.mlflow_server import attach_to_study_run
-
-    return attach_to_study_run(where, files, folder, warn)
 
 
 def warning_line(progress: Progress | None) -> Progress | None:

@@ -123,13 +123,11 @@ class Objective:
         except Infeasible as exc:
             state = "INFEASIBLE"
             trial.set_user_attr(INFEASIBLE_ATTR, str(exc))
-            trial.set_user_attr(ERROR_ATTR, f"infeasible: {exc}")
-            run.note("error", f"infeasible: {exc}")
+            _error(trial, run, f"infeasible: {exc}")
             raise
         except Exception as exc:
             state = "FAIL"
-            trial.set_user_attr(ERROR_ATTR, f"{type(exc).__name__}: {first_line(exc)}")
-            run.note("error", f"{type(exc).__name__}: {first_line(exc)}")
+            _error(trial, run, f"{type(exc).__name__}: {first_line(exc)}")
             raise
         else:
             state = "COMPLETE"
@@ -190,6 +188,12 @@ class Objective:
         if earlier:
             tags.update(retry_of=str(earlier[-1]), attempt=str(len(earlier) + 1))
         return tags
+
+
+def _error(trial: optuna.Trial, run: TrackedRun, error: str) -> None:
+    """Why the trial failed, one line, on the trial (``studies``, ``report``) and on its run."""
+    trial.set_user_attr(ERROR_ATTR, error)
+    run.note("error", error)
 
 
 def _per_epoch(metric: Metric) -> tuple[str, ...]:
